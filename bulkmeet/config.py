@@ -1,0 +1,152 @@
+"""One frozen Config, loaded from YAML, then the environment, then flags; validated once, here."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.gong.io"
+DEFAULT_RATE = 3.0
+DEFAULT_RATE_MARGIN = 0.02
+DEFAULT_CONCURRENCY = 8
+DEFAULT_QUEUE_SIZE = 64
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_BACKOFF_BASE = 0.5
+DEFAULT_BACKOFF_MAX = 30.0
+DEFAULT_REQUEST_TIMEOUT = 30.0
+DEFAULT_RETRY_AFTER = 5.0
+DEFAULT_MAX_WAIT = 900.0
+DEFAULT_DAILY_BUDGET = 10_000
+DEFAULT_GRACE_PERIOD = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting of a run. Field names are the YAML keys."""
+
+    base_url: str = DEFAULT_BASE_URL
+    # pacing
+    rate: float = DEFAULT_RATE
+    rate_auto: bool = False
+    rate_ceiling: float = DEFAULT_RATE
+    rate_floor: float = 0.1
+    rate_margin: float = DEFAULT_RATE_MARGIN
+    concurrency: int = DEFAULT_CONCURRENCY
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    # retries and waits
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff_base: float = DEFAULT_BACKOFF_BASE
+    backoff_max: float = DEFAULT_BACKOFF_MAX
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    retry_after_default: float = DEFAULT_RETRY_AFTER
+    max_wait: float = DEFAULT_MAX_WAIT
+    grace_period: float = DEFAULT_GRACE_PERIOD
+    # daily quota
+    daily_budget: int = DEFAULT_DAILY_BUDGET
+    quota_file: str | None = None
+    quota_reset: str = "00:00"
+    quota_timezone: str = "UTC"
+    # input
+    format: str | None = None
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    timezone: str | None = None
+    mapping: Mapping[str, Any] = field(default_factory=dict)
+    # state
+    ledger: str | None = None
+
+    def replace(self, **changes: Any) -> Config:
+        return validate(dataclasses.replace(self, **changes), source="the command line")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def load(path: str | Path | None, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file (if any), then GONG_BASE_URL from the environment."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+        for key, value in data.items():
+            if key not in _FIELDS:
+                known = ", ".join(sorted(_FIELDS))
+                raise ConfigError(f"{path}: unknown key {key!r} (known keys: {known})")
+            values[key] = value
+    if env.get("GONG_BASE_URL"):
+        values["base_url"] = env["GONG_BASE_URL"]
+    try:
+        cfg = Config(**values)
+    except TypeError as exc:  # pragma: no cover - guarded by the key check above
+        raise ConfigError(f"{source}: {exc}") from None
+    return validate(cfg, source=source)
+
+
+def _check_type(cfg: Config, name: str, types: tuple[type, ...], source: str) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) and bool not in types:
+        raise ConfigError(f"{source}: {name} must be a number, not {value!r}")
+    if not isinstance(value, types):
+        want = " or ".join(t.__name__ for t in types)
+        raise ConfigError(f"{source}: {name} must be {want}, not {value!r}")
+
+
+def validate(cfg: Config, *, source: str) -> Config:
+    """Check every value once; the message names the key and where it came from."""
+    for name in ("rate", "rate_ceiling", "rate_floor", "rate_margin", "backoff_base", "backoff_max",
+                 "request_timeout", "retry_after_default", "max_wait", "grace_period"):
+        _check_type(cfg, name, (int, float), source)
+    for name in ("concurrency", "queue_size", "max_attempts", "daily_budget"):
+        _check_type(cfg, name, (int,), source)
+    _check_type(cfg, "rate_auto", (bool,), source)
+    positive = ("rate", "rate_ceiling", "rate_floor", "concurrency", "queue_size", "max_attempts",
+                "request_timeout")
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{source}: {name} must be greater than 0, not {getattr(cfg, name)!r}")
+    for name in ("backoff_base", "backoff_max", "retry_after_default", "max_wait", "grace_period",
+                 "daily_budget"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{source}: {name} must not be negative, not {getattr(cfg, name)!r}")
+    if not 0 <= cfg.rate_margin < 0.5:
+        raise ConfigError(f"{source}: rate_margin must be in [0, 0.5), not {cfg.rate_margin!r}")
+    if cfg.format not in (None, "csv", "jsonl", "xlsx"):
+        raise ConfigError(f"{source}: format must be csv, jsonl or xlsx, not {cfg.format!r}")
+    if cfg.delimiter is not None and (not isinstance(cfg.delimiter, str) or len(cfg.delimiter) != 1):
+        raise ConfigError(f"{source}: delimiter must be one character, not {cfg.delimiter!r}")
+    if not isinstance(cfg.mapping, Mapping):
+        raise ConfigError(f"{source}: mapping must be a mapping of API field to column")
+    if not isinstance(cfg.base_url, str) or not cfg.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{source}: base_url must be an http(s) URL, not {cfg.base_url!r}")
+    if cfg.timezone is not None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(cfg.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{source}: timezone {cfg.timezone!r} is not an IANA time zone name "
+                "(for example Europe/Berlin or America/New_York)"
+            ) from None
+    return cfg

@@ -1,0 +1,46 @@
+"""The exceptions that stop a run. A row's own problem is never one of these: it is a record.
+
+    BulkmeetError
+     +-- UsageError        bad command line or option combination        (exit 2)
+     +-- ConfigError       bad config file or setting, names key and file (exit 2)
+     +-- InputError        input file missing, unreadable, unknown format (exit 2)
+     +-- AuthError         401/403 from Gong: holds for every row         (exit 3)
+     +-- QuotaExhausted    daily budget spent or a 429 wait past max_wait (exit 75)
+"""
+
+from __future__ import annotations
+
+
+class BulkmeetError(Exception):
+    """Base of every error that stops a run."""
+
+    exit_code = 1
+
+
+class UsageError(BulkmeetError):
+    exit_code = 2
+
+
+class ConfigError(BulkmeetError):
+    exit_code = 2
+
+
+class InputError(BulkmeetError):
+    exit_code = 2
+
+
+class AuthError(BulkmeetError):
+    """Gong answered 401 or 403: credentials or the endpoint's release hold for every row."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, http_status: int, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.request_id = request_id
+
+
+class QuotaExhausted(BulkmeetError):
+    """No more calls may be spent now; the run defers what is left."""
+
+    exit_code = 75

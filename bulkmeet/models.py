@@ -1,0 +1,112 @@
+"""The small immutable values that flow through the pipeline: reader -> mapping -> pool -> results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """A row's status in the results file. Every status but SENDING is final."""
+
+    CREATED = "created"
+    INVALID = "invalid"
+    FAILED = "failed"
+    NOT_SENT = "not_sent"
+    DUPLICATE = "duplicate"
+    UNCERTAIN = "uncertain"
+    DEFERRED = "deferred"
+    SENDING = "sending"  # journal entry written just before a POST; not an outcome
+
+
+FINAL_STATUSES = frozenset(s for s in Status if s is not Status.SENDING)
+
+
+@dataclass(frozen=True, slots=True)
+class RawRow:
+    """One record as the reader found it.
+
+    `line` is the 1-based physical line where the record starts (a CSV record with quoted newlines
+    spans several lines; the header is line 1). `fields` is None when the record could not be
+    parsed, and then `error` says why, naming the line.
+    """
+
+    line: int
+    fields: dict[str, Any] | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A row after mapping and validation: either a payload ready to send, or its errors."""
+
+    line: int
+    key: str
+    payload: dict[str, Any] | None
+    errors: tuple[str, ...] = ()
+    fields: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def valid(self) -> bool:
+        return self.payload is not None and not self.errors
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One line of the results file."""
+
+    line: int
+    key: str
+    status: Status
+    http_status: int | None = None
+    meeting_id: str | None = None
+    meeting_url: str | None = None
+    request_id: str | None = None
+    errors: tuple[str, ...] = ()
+    attempts: int = 0
+    finished_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record under the results file's field names (the API's camelCase)."""
+        return {
+            "line": self.line,
+            "key": self.key,
+            "status": self.status.value,
+            "httpStatus": self.http_status,
+            "meetingId": self.meeting_id,
+            "meetingUrl": self.meeting_url,
+            "requestId": self.request_id,
+            "errors": list(self.errors),
+            "attempts": self.attempts,
+            "finishedAt": self.finished_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        return cls(
+            line=int(data["line"]),
+            key=str(data["key"]),
+            status=Status(data["status"]),
+            http_status=data.get("httpStatus"),
+            meeting_id=data.get("meetingId"),
+            meeting_url=data.get("meetingUrl"),
+            request_id=data.get("requestId"),
+            errors=tuple(data.get("errors") or ()),
+            attempts=int(data.get("attempts") or 0),
+            finished_at=data.get("finishedAt"),
+        )
+
+
+RESULT_FIELDS = (
+    "line",
+    "key",
+    "status",
+    "httpStatus",
+    "meetingId",
+    "meetingUrl",
+    "requestId",
+    "errors",
+    "attempts",
+    "finishedAt",
+)
