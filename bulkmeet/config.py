@@ -124,7 +124,8 @@ def validate(cfg: Config, *, source: str) -> Config:
                 "request_timeout")
     for name in positive:
         if getattr(cfg, name) <= 0:
-            raise ConfigError(f"{source}: {name} must be greater than 0, not {getattr(cfg, name)!r}")
+            value = getattr(cfg, name)
+            raise ConfigError(f"{source}: {name} must be greater than 0, not {value!r}")
     for name in ("backoff_base", "backoff_max", "retry_after_default", "max_wait", "grace_period",
                  "daily_budget"):
         if getattr(cfg, name) < 0:
@@ -133,7 +134,8 @@ def validate(cfg: Config, *, source: str) -> Config:
         raise ConfigError(f"{source}: rate_margin must be in [0, 0.5), not {cfg.rate_margin!r}")
     if cfg.format not in (None, "csv", "jsonl", "xlsx"):
         raise ConfigError(f"{source}: format must be csv, jsonl or xlsx, not {cfg.format!r}")
-    if cfg.delimiter is not None and (not isinstance(cfg.delimiter, str) or len(cfg.delimiter) != 1):
+    delim = cfg.delimiter
+    if delim is not None and (not isinstance(delim, str) or len(delim) != 1):
         raise ConfigError(f"{source}: delimiter must be one character, not {cfg.delimiter!r}")
     if not isinstance(cfg.mapping, Mapping):
         raise ConfigError(f"{source}: mapping must be a mapping of API field to column")

@@ -1,10 +1,13 @@
-"""The small immutable values that flow through the pipeline: reader -> mapping -> pool -> results."""
+"""The small immutable values that flow through the pipeline: reader, mapping, pool, results."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 
 class Status(StrEnum):
@@ -17,6 +20,7 @@ class Status(StrEnum):
     DUPLICATE = "duplicate"
     UNCERTAIN = "uncertain"
     DEFERRED = "deferred"
+    SKIPPED = "skipped"  # created by an earlier run (per the ledger); nothing sent this time
     SENDING = "sending"  # journal entry written just before a POST; not an outcome
 
 
@@ -66,6 +70,7 @@ class Record:
     errors: tuple[str, ...] = ()
     attempts: int = 0
     finished_at: str | None = None
+    payload_hash: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record under the results file's field names (the API's camelCase)."""
@@ -80,6 +85,7 @@ class Record:
             "errors": list(self.errors),
             "attempts": self.attempts,
             "finishedAt": self.finished_at,
+            "payloadHash": self.payload_hash,
         }
 
     @classmethod
@@ -95,6 +101,7 @@ class Record:
             errors=tuple(data.get("errors") or ()),
             attempts=int(data.get("attempts") or 0),
             finished_at=data.get("finishedAt"),
+            payload_hash=data.get("payloadHash"),
         )
 
 
@@ -109,4 +116,10 @@ RESULT_FIELDS = (
     "errors",
     "attempts",
     "finishedAt",
+    "payloadHash",
 )
+
+
+def payload_digest(payload: dict[str, Any]) -> str:
+    """A short digest of the exact payload sent, to tell on a re-run whether a row changed."""
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]

@@ -1,0 +1,112 @@
+"""The ledger: every key ever created, with its meetingId, kept across runs (for nightly jobs).
+
+An append-only JSONL file. Before each request a `sending` entry is written; after it, the
+outcome. A key whose last entry is `sending` may exist in Gong (the answer was lost, or the
+process died), so it is never sent again without the user's word (`--resend-uncertain`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import orjson
+
+from .errors import InputError
+from .results import now_iso
+
+
+@dataclass(slots=True)
+class LedgerEntry:
+    meeting_id: str | None = None
+    payload_hash: str | None = None
+    in_flight: bool = False
+    deleted: bool = False
+    organizer: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.meeting_id is not None and not self.deleted
+
+
+class Ledger:
+    """Load with `Ledger.open(path)`; then `entries` holds the state of every key."""
+
+    def __init__(self, path: Path, entries: dict[str, LedgerEntry], warnings: list[str]) -> None:
+        self.path = path
+        self.entries = entries
+        self.warnings = warnings
+        try:
+            self._file: TextIO = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise InputError(f"cannot write ledger {path}: {exc.strerror or exc}") from None
+
+    @classmethod
+    def open(cls, path: str | Path) -> Ledger:
+        p = Path(path)
+        entries: dict[str, LedgerEntry] = {}
+        warnings: list[str] = []
+        torn = False
+        if p.exists():
+            with open(p, "rb") as f:
+                for n, line in enumerate(f, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        data = orjson.loads(line)
+                        key = str(data["key"])
+                        op = str(data["op"])
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        torn = not line.endswith(b"\n")
+                        warnings.append(f"{p}: line {n} is incomplete or unreadable; ignored")
+                        continue
+                    _apply(entries.setdefault(key, LedgerEntry()), op, data)
+                    torn = not line.endswith(b"\n")
+        ledger = cls(p, entries, warnings)
+        if torn:
+            ledger._file.write("\n")
+        return ledger
+
+    def get(self, key: str) -> LedgerEntry | None:
+        return self.entries.get(key)
+
+    def write(self, key: str, op: str, *, meeting_id: str | None = None,
+              payload_hash: str | None = None, organizer: str | None = None) -> None:
+        data = {"key": key, "op": op, "meetingId": meeting_id, "payloadHash": payload_hash,
+                "organizer": organizer, "at": now_iso()}
+        self._file.write(orjson.dumps(data).decode() + "\n")
+        self._file.flush()
+        _apply(self.entries.setdefault(key, LedgerEntry()), op, data)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+
+def _apply(entry: LedgerEntry, op: str, data: Mapping[str, object]) -> None:
+    mid = data.get("meetingId")
+    ph = data.get("payloadHash")
+    org = data.get("organizer")
+    if op == "sending":
+        entry.in_flight = True
+    elif op in ("created", "updated"):
+        entry.in_flight = False
+        entry.deleted = False
+        if isinstance(mid, str):
+            entry.meeting_id = mid
+        if isinstance(ph, str):
+            entry.payload_hash = ph
+        if isinstance(org, str):
+            entry.organizer = org
+    elif op == "deleted":
+        entry.in_flight = False
+        entry.deleted = True
+    elif op == "not_created":  # a definite answer that nothing was made (4xx, 5xx)
+        entry.in_flight = False
+    elif op == "uncertain":  # kept in flight: the user decides
+        entry.in_flight = True

@@ -1,0 +1,441 @@
+"""The pipeline: reader -> bounded queue -> N workers -> results. The only module that knows it all.
+
+Every input row ends with exactly one final record in the results file:
+- invalid, duplicate and already-created rows are recorded (or skipped) by the reader stage, and
+  never reach the queue;
+- each queued row is finished by a worker, which records the outcome before it takes the next;
+- when the run must stop sending (401/403, quota, Ctrl-C), rows still queued or unread get
+  `not_sent` or `deferred`, and a request cut off mid-flight gets `uncertain`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from .client import (
+    Created,
+    GongClient,
+    Lost,
+    Outcome,
+    RateLimited,
+    Rejected,
+    Retryable,
+    backoff_delay,
+)
+from .config import Config
+from .errors import AuthError, QuotaExhausted
+from .gate import Gate, GateClosed
+from .ledger import Ledger
+from .models import RawRow, Record, Row, Status, payload_digest
+from .quota import DailyQuota
+from .results import ResultsState, ResultsWriter
+
+log = logging.getLogger("bulkmeet")
+
+RETRYABLE_STATUSES = {Status.NOT_SENT, Status.DEFERRED}
+PERMANENT_HTTP = {400, 404, 409, 422}
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Live counters, read by the CLI for progress and the summary."""
+
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    rows_read: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    skipped: int = 0
+    uncertain_before: int = 0
+    uncertain_lines: list[int] = field(default_factory=list)
+    stop_reason: str | None = None
+    exit_status: Status | None = None  # the status given to rows not sent after a stop
+    auth_error: AuthError | None = None
+    interrupted: bool = False
+    unread: bool = False
+    pauses: int = 0
+    paused_seconds: float = 0.0
+    first_request: float | None = None
+    last_request: float | None = None
+
+    @property
+    def wall(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def achieved_rate(self) -> float:
+        if self.first_request is None or self.last_request is None or self.requests < 2:
+            return 0.0
+        span = self.last_request - self.first_request
+        return (self.requests - 1) / span if span > 0 else 0.0
+
+
+class Pipeline:
+    """One run. Build it, then `await pipeline.run(raw_rows)`."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        mapper: Callable[[RawRow], Row],
+        client: GongClient,
+        gate: Gate,
+        writer: ResultsWriter,
+        ledger: Ledger | None = None,
+        quota: DailyQuota | None = None,
+        prior: ResultsState | None = None,
+        resend_uncertain: bool = False,
+        stop: asyncio.Event | None = None,
+        hard_stop: asyncio.Event | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.mapper = mapper
+        self.client = client
+        self.gate = gate
+        self.writer = writer
+        self.ledger = ledger
+        self.quota = quota
+        self.prior = prior
+        self.resend_uncertain = resend_uncertain
+        self.stop = stop or asyncio.Event()
+        self.hard_stop = hard_stop or asyncio.Event()
+        self.rng = rng or random.Random()
+        self.stats = RunStats()
+        self._seen: dict[str, int] = {}
+        self._drain: tuple[Status, str] | None = None
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _finish(self, record: Record) -> None:
+        self.writer.record(record)
+        self.stats.counts[record.status.value] += 1
+        if record.status is Status.UNCERTAIN:
+            self.stats.uncertain_lines.append(record.line)
+
+    def _start_drain(self, status: Status, reason: str) -> None:
+        """From now on nothing is sent; every row not finished gets `status` with `reason`."""
+        if self._drain is None:
+            self._drain = (status, reason)
+            self.stats.stop_reason = reason
+            self.stats.exit_status = status
+            self.gate.close(GateClosed(reason))
+            log.warning("stopping: %s", reason, extra={"event": "stop"})
+
+    def _drained(self, row: Row, *, attempts: int = 0) -> Record:
+        status, reason = self._drain or (Status.NOT_SENT, "the run stopped")
+        return Record(row.line, row.key, status, errors=(reason,), attempts=attempts,
+                      payload_hash=payload_digest(row.payload) if row.payload else None)
+
+    # -- the reader stage -----------------------------------------------------------------
+
+    def _triage(self, raw: RawRow) -> Row | None:
+        """Map one row and decide if it is sent; rows that are not are recorded here."""
+        self.stats.rows_read += 1
+        row = self.mapper(raw)
+        if not row.valid:
+            errors = row.errors or ("the row has no payload",)
+            self._finish(Record(row.line, row.key, Status.INVALID, errors=errors))
+            return None
+        first = self._seen.get(row.key)
+        if first is not None:
+            self._finish(Record(row.line, row.key, Status.DUPLICATE, errors=(
+                f"line {row.line}: same key {row.key!r} as line {first}; not sent twice",)))
+            return None
+        self._seen[row.key] = row.line
+        assert row.payload is not None
+        return self._resume_check(row)
+
+    def _resume_check(self, row: Row) -> Row | None:
+        ks = self.prior.keys.get(row.key) if self.prior else None
+        led = self.ledger.get(row.key) if self.ledger else None
+        if ks is not None and ks.last is not None and ks.last.status is Status.CREATED:
+            self.stats.skipped += 1
+            return None
+        if led is not None and led.exists and not led.in_flight:
+            self.stats.skipped += 1
+            self._finish(Record(row.line, row.key, Status.SKIPPED, meeting_id=led.meeting_id,
+                                errors=("already created in an earlier run (ledger)",)))
+            return None
+        dangling = (ks is not None and ks.in_flight) or (led is not None and led.in_flight)
+        recorded = ks is not None and ks.last is not None and ks.last.status is Status.UNCERTAIN
+        if (dangling or recorded) and not self.resend_uncertain:
+            if recorded and not dangling:
+                self.stats.uncertain_before += 1
+                self.stats.uncertain_lines.append(row.line)
+            else:
+                self._finish(Record(row.line, row.key, Status.UNCERTAIN, errors=(
+                    "a request for this row was in flight when an earlier run stopped; Gong may "
+                    "have created it. Not sent again (check Gong, then use --resend-uncertain)",)))
+            return None
+        if ks is not None and ks.last is not None and ks.last.status is Status.FAILED \
+                and ks.last.http_status in PERMANENT_HTTP \
+                and ks.last.payload_hash == payload_digest(row.payload or {}):
+            # Sending the same payload again cannot succeed; a corrected row has a new digest.
+            self.stats.skipped += 1
+            return None
+        return row
+
+    async def _read(self, raws: Iterable[RawRow], queue: asyncio.Queue[Row | None],
+                    blocking: bool) -> None:
+        it: Iterator[RawRow] = iter(raws)
+        n = 0
+        while True:
+            if self.stop.is_set():
+                self.stats.unread = True
+                break
+            if blocking:
+                raw = await asyncio.to_thread(next, it, None)
+            else:
+                raw = next(it, None)
+                n += 1
+                if n % 256 == 0:
+                    await asyncio.sleep(0)  # let workers and the writer run
+            if raw is None:
+                break
+            row = self._triage(raw)
+            if row is None:
+                continue
+            if self._drain is not None:
+                self._finish(self._drained(row))
+                continue
+            try:
+                await queue.put(row)
+            except asyncio.CancelledError:
+                self._finish(self._drained(row))
+                raise
+
+    # -- the workers ----------------------------------------------------------------------
+
+    async def _work(self, queue: asyncio.Queue[Row | None]) -> None:
+        while True:
+            row = await queue.get()
+            if row is None:
+                return
+            if self.stop.is_set() or self._drain is not None:
+                self._finish(self._drained(row))
+                continue
+            await self._send_row(row)
+
+    async def _send_row(self, row: Row) -> None:
+        assert row.payload is not None
+        phash = payload_digest(row.payload)
+        attempts = failures = 0
+        in_flight = False
+        finished = False
+
+        def finish(record: Record) -> None:
+            nonlocal finished
+            finished = True
+            self._finish(record)
+
+        def rec(status: Status, **kw: object) -> Record:
+            return Record(row.line, row.key, status, attempts=attempts, payload_hash=phash,
+                          **kw)  # type: ignore[arg-type]
+
+        try:
+            while True:
+                try:
+                    await self.gate.acquire()
+                except GateClosed:
+                    finish(self._drained(row, attempts=attempts))
+                    return
+                if self.stop.is_set():
+                    finish(self._drained(row, attempts=attempts))
+                    return
+                if self.quota is not None:
+                    try:
+                        self.quota.spend()
+                    except QuotaExhausted as exc:
+                        self._start_drain(Status.DEFERRED, str(exc))
+                        finish(self._drained(row, attempts=attempts))
+                        return
+                attempts += 1
+                self.writer.sending(row, attempts, phash)
+                if self.ledger is not None:
+                    self.ledger.write(row.key, "sending", payload_hash=phash)
+                self._count_request()
+                in_flight = True
+                try:
+                    outcome: Outcome = await self.client.create_meeting(row.payload)
+                except AuthError as exc:
+                    in_flight = False
+                    self.stats.auth_error = exc
+                    self._ledger(row.key, "not_created")
+                    self._start_drain(Status.NOT_SENT, f"not sent: the run stopped on {exc}")
+                    finish(rec(Status.FAILED, http_status=exc.http_status,
+                               request_id=exc.request_id, errors=(str(exc),)))
+                    return
+                in_flight = False
+                done, failures = await self._handle(row, outcome, rec, finish, failures, phash)
+                if done:
+                    return
+        except asyncio.CancelledError:
+            if not finished:
+                if in_flight:
+                    self._ledger(row.key, "uncertain")
+                    self._finish(rec(Status.UNCERTAIN, errors=(
+                        "the run was stopped while this request was in flight; Gong may have "
+                        "created the meeting",)))
+                else:
+                    self._finish(self._drained(row, attempts=attempts))
+            raise
+
+    async def _handle(
+        self,
+        row: Row,
+        outcome: Outcome,
+        rec: Callable[..., Record],
+        finish: Callable[[Record], None],
+        failures: int,
+        phash: str,
+    ) -> tuple[bool, int]:
+        """Act on one outcome. Returns (row finished, failures so far)."""
+        cfg = self.cfg
+        extra = {"line": row.line, "key": row.key}
+        match outcome:
+            case Created():
+                self._ledger(row.key, "created", meeting_id=outcome.meeting_id,
+                             payload_hash=phash, organizer=str(row.payload.get("organizerEmail"))
+                             if row.payload else None)
+                finish(rec(Status.CREATED, http_status=outcome.http_status,
+                           meeting_id=outcome.meeting_id, meeting_url=outcome.meeting_url,
+                           request_id=outcome.request_id))
+                return True, failures
+            case RateLimited():
+                self.stats.rate_limited += 1
+                self._ledger(row.key, "not_created")
+                wait = outcome.retry_after
+                if wait is None:
+                    wait = cfg.retry_after_default
+                    log.warning("429 without a usable Retry-After (%r); waiting the default %.1fs",
+                                outcome.raw, wait, extra={**extra, "event": "pause"})
+                if wait > cfg.max_wait:
+                    self._start_drain(Status.DEFERRED, (
+                        f"Gong asked to wait {wait:.0f}s (Retry-After {outcome.raw!r}), more than "
+                        f"max_wait {cfg.max_wait:.0f}s; the rest is deferred"))
+                    finish(rec(Status.DEFERRED, http_status=429, request_id=outcome.request_id,
+                               errors=(self.stats.stop_reason or "",)))
+                    return True, failures
+                if self.gate.pause(wait):
+                    log.warning("429: pausing every worker for %.1fs (Retry-After %r)", wait,
+                                outcome.raw, extra={**extra, "event": "pause", "seconds": wait})
+                return False, failures  # a 429 is not a failed attempt
+            case Retryable():
+                failures += 1
+                self._ledger(row.key, "not_created")
+                if failures >= cfg.max_attempts:
+                    log.error("line %d: giving up after %d attempts: %s", row.line, failures,
+                              outcome.message, extra={**extra, "event": "failed"})
+                    finish(rec(Status.FAILED, http_status=outcome.http_status,
+                               request_id=outcome.request_id, errors=(outcome.message,)))
+                    return True, failures
+                delay = backoff_delay(failures, base=cfg.backoff_base, cap=cfg.backoff_max,
+                                      rand=self.rng.random())
+                log.info("line %d: %s; retry %d in %.2fs", row.line, outcome.message, failures,
+                         delay, extra={**extra, "event": "retry"})
+                await self._sleep_unless_stopped(delay)
+                return False, failures
+            case Rejected():
+                self._ledger(row.key, "not_created")
+                log.error("line %d: Gong answered %d: %s", row.line, outcome.http_status,
+                          "; ".join(outcome.errors), extra={**extra, "event": "failed"})
+                finish(rec(Status.FAILED, http_status=outcome.http_status,
+                           request_id=outcome.request_id, errors=outcome.errors))
+                return True, failures
+            case Lost():
+                if self.resend_uncertain and failures + 1 < cfg.max_attempts:
+                    failures += 1
+                    log.warning("line %d: %s; sending again (--resend-uncertain)", row.line,
+                                outcome.message, extra={**extra, "event": "retry"})
+                    return False, failures
+                self._ledger(row.key, "uncertain")
+                log.error("line %d: %s; recorded uncertain", row.line, outcome.message,
+                          extra={**extra, "event": "uncertain"})
+                finish(rec(Status.UNCERTAIN, http_status=outcome.http_status,
+                           request_id=outcome.request_id, errors=(outcome.message,)))
+                return True, failures
+        raise AssertionError(f"unknown outcome {outcome!r}")  # pragma: no cover
+
+    def _ledger(self, key: str, op: str, **kw: str | None) -> None:
+        if self.ledger is not None:
+            self.ledger.write(key, op, **kw)
+
+    def _count_request(self) -> None:
+        now = time.monotonic()
+        self.stats.requests += 1
+        if self.stats.first_request is None:
+            self.stats.first_request = now
+        self.stats.last_request = now
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    # -- the whole run --------------------------------------------------------------------
+
+    async def run(self, raws: Iterable[RawRow], *, blocking: bool = False) -> RunStats:
+        queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=self.cfg.queue_size)
+        reader = asyncio.create_task(self._read(raws, queue, blocking), name="reader")
+        workers = [asyncio.create_task(self._work(queue), name=f"worker-{i}")
+                   for i in range(self.cfg.concurrency)]
+        watcher = asyncio.create_task(self._watch_stop(reader, workers), name="stop-watcher")
+        try:
+            await reader
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            watcher.cancel()
+            for task in (reader, *workers):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(reader, *workers, watcher, return_exceptions=True)
+            # Rows left in the queue after a hard stop still get their record.
+            while not queue.empty():
+                row = queue.get_nowait()
+                if row is not None:
+                    self._finish(self._drained(row))
+            self.stats.finished = time.monotonic()
+            self.stats.pauses = self.gate.pauses
+            self.stats.paused_seconds = self.gate.paused_seconds
+        return self.stats
+
+    async def _watch_stop(self, reader: asyncio.Task[None],
+                          workers: list[asyncio.Task[None]]) -> None:
+        await self.stop.wait()
+        self.stats.interrupted = True
+        if self._drain is None:
+            self._drain = (Status.NOT_SENT, "not sent: the run was interrupted")
+            self.stats.stop_reason = "interrupted"
+            self.stats.exit_status = Status.NOT_SENT
+        self.gate.close(GateClosed("interrupted"))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.grace_period
+        hard = asyncio.ensure_future(self.hard_stop.wait())
+        try:
+            pending = {t for t in workers if not t.done()}
+            while pending and not self.hard_stop.is_set():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                await asyncio.wait({hard, *pending}, timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                pending = {t for t in pending if not t.done()}
+        finally:
+            hard.cancel()
+        # Past the grace period, or on a second signal: cut what is still in flight.
+        for task in (reader, *workers):
+            if not task.done():
+                task.cancel()

@@ -1,0 +1,233 @@
+"""The results file: an append-only journal, one line per event, flushed as it is written.
+
+Each row gets a `sending` line just before each request and exactly one final line per run
+(created, invalid, failed, not_sent, duplicate, uncertain or deferred). The last final line of a
+key is that row's outcome; `read_results` folds a file into exactly that, and tolerates a torn
+last line (a process killed mid-write).
+
+JSONL by default; CSV when the path ends in .csv. Cells of the CSV that a spreadsheet would run
+as a formula are neutralised with a leading apostrophe (OWASP "CSV injection"), and read back
+without it; the JSONL keeps every value as it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from .errors import InputError
+from .models import FINAL_STATUSES, RESULT_FIELDS, Record, Row, Status
+
+CSV_FIELDS = (*RESULT_FIELDS, "payload")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def neutralise(cell: str) -> str:
+    """Make a CSV cell inert for spreadsheets: a formula-looking cell gets a leading apostrophe."""
+    if cell.startswith(_FORMULA_START) or cell.startswith("'"):
+        return "'" + cell
+    return cell
+
+
+def unneutralise(cell: str) -> str:
+    if cell.startswith("'") and cell[1:].startswith((*_FORMULA_START, "'")):
+        return cell[1:]
+    return cell
+
+
+def is_csv(path: str | Path) -> bool:
+    return str(path).lower().endswith(".csv")
+
+
+class ResultsWriter:
+    """Appends entries to the results file and flushes each one, so a finished row is on disk
+    even if the process is killed right after."""
+
+    def __init__(self, path: str | Path, *, fresh: bool = False) -> None:
+        self.path = Path(path)
+        self._csv = is_csv(path)
+        existed = self.path.exists() and self.path.stat().st_size > 0 and not fresh
+        try:
+            self._file: TextIO = open(  # noqa: SIM115 - closed in close()
+                self.path, "w" if fresh else "a", encoding="utf-8", newline=""
+            )
+        except OSError as exc:
+            raise InputError(f"cannot write results file {path}: {exc.strerror or exc}") from None
+        self._writer = csv.writer(self._file, lineterminator="\r\n") if self._csv else None
+        if existed:
+            self._repair_torn_tail()
+        if self._writer is not None and not existed:
+            self._writer.writerow(CSV_FIELDS)
+            self._file.flush()
+        self.finals = 0
+
+    def _repair_torn_tail(self) -> None:
+        # A torn last line (killed mid-write) would glue onto the next entry: end it first.
+        with open(self.path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                self._file.write("\r\n" if self._csv else "\n")
+                self._file.flush()
+
+    def sending(self, row: Row, attempt: int, payload_hash: str) -> None:
+        self._emit({
+            "line": row.line,
+            "key": row.key,
+            "status": Status.SENDING.value,
+            "attempts": attempt,
+            "finishedAt": now_iso(),
+            "payloadHash": payload_hash,
+            "payload": row.payload,
+        })
+
+    def record(self, record: Record) -> None:
+        data = record.to_json()
+        if data["finishedAt"] is None:
+            data["finishedAt"] = now_iso()
+        self._emit(data)
+        self.finals += 1
+
+    def _emit(self, data: dict[str, Any]) -> None:
+        if self._writer is None:
+            self._file.write(orjson.dumps(data).decode() + "\n")
+        else:
+            self._writer.writerow([_csv_cell(name, data.get(name)) for name in CSV_FIELDS])
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+
+def _csv_cell(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if name == "errors":
+        return neutralise(" | ".join(value)) if value else ""
+    if name == "payload":
+        return neutralise(orjson.dumps(value).decode())
+    if isinstance(value, str):
+        return neutralise(value)
+    return str(value)
+
+
+@dataclass(slots=True)
+class KeyState:
+    """What the results file says of one key: its last final record, and whether a request
+    was started after it without an outcome (a `sending` line left dangling)."""
+
+    last: Record | None = None
+    in_flight: bool = False
+    payload: dict[str, Any] | None = None
+    sent_line: int | None = None
+
+
+@dataclass(slots=True)
+class ResultsState:
+    keys: dict[str, KeyState] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def uncertain_keys(self) -> list[str]:
+        return [k for k, s in self.keys.items() if s.in_flight or (
+            s.last is not None and s.last.status is Status.UNCERTAIN)]
+
+
+def iter_entries(path: str | Path, warnings: list[str]) -> Iterator[dict[str, Any]]:
+    """Every entry of a results file, JSONL or CSV; a torn or unreadable line gives a warning."""
+    p = Path(path)
+    try:
+        f = open(p, encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(f"cannot read results file {path}: {exc.strerror or exc}") from None
+    with f:
+        if is_csv(p):
+            yield from _iter_csv(f, p, warnings)
+            return
+        for n, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            try:
+                data = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                where = "last line" if not text.endswith("\n") else f"line {n}"
+                warnings.append(f"{p}: {where} is incomplete or not JSON (a run killed mid-write?)"
+                                "; it is ignored")
+                continue
+            if isinstance(data, dict) and "key" in data and "status" in data:
+                yield data
+            else:
+                warnings.append(f"{p}: line {n} is not a results entry; it is ignored")
+
+
+def _iter_csv(f: TextIO, p: Path, warnings: list[str]) -> Iterator[dict[str, Any]]:
+    reader = csv.reader(f)
+    header = next(reader, None)
+    if header is None:
+        return
+    for cells in reader:
+        if len(cells) != len(header):
+            if cells:
+                warnings.append(f"{p}: line {reader.line_num} has {len(cells)} cells, expected "
+                                f"{len(header)} (a run killed mid-write?); it is ignored")
+            continue
+        raw = {h: unneutralise(c) for h, c in zip(header, cells, strict=True)}
+        try:
+            data: dict[str, Any] = {
+                "line": int(raw["line"]),
+                "key": raw["key"],
+                "status": raw["status"],
+                "httpStatus": int(raw["httpStatus"]) if raw.get("httpStatus") else None,
+                "meetingId": raw.get("meetingId") or None,
+                "meetingUrl": raw.get("meetingUrl") or None,
+                "requestId": raw.get("requestId") or None,
+                "errors": raw["errors"].split(" | ") if raw.get("errors") else [],
+                "attempts": int(raw["attempts"]) if raw.get("attempts") else 0,
+                "finishedAt": raw.get("finishedAt") or None,
+                "payloadHash": raw.get("payloadHash") or None,
+                "payload": orjson.loads(raw["payload"]) if raw.get("payload") else None,
+            }
+        except (KeyError, ValueError, orjson.JSONDecodeError):
+            warnings.append(f"{p}: line {reader.line_num} cannot be read; it is ignored")
+            continue
+        yield data
+
+
+def read_results(path: str | Path) -> ResultsState:
+    """Fold a results file into the last known state of every key."""
+    state = ResultsState()
+    if not Path(path).exists():
+        return state
+    for data in iter_entries(path, state.warnings):
+        key = str(data["key"])
+        ks = state.keys.get(key)
+        if ks is None:
+            ks = state.keys[key] = KeyState()
+        status = data["status"]
+        if status == Status.SENDING.value:
+            ks.in_flight = True
+            ks.sent_line = int(data.get("line") or 0)
+            if isinstance(data.get("payload"), dict):
+                ks.payload = data["payload"]
+            continue
+        try:
+            rec = Record.from_json(data)
+        except (KeyError, ValueError, TypeError):
+            state.warnings.append(f"{path}: an entry for key {key!r} cannot be read; ignored")
+            continue
+        if rec.status in FINAL_STATUSES:
+            ks.last = rec
+            ks.in_flight = False
+    return state
