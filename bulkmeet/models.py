@@ -21,6 +21,8 @@ class Status(StrEnum):
     UNCERTAIN = "uncertain"
     DEFERRED = "deferred"
     SKIPPED = "skipped"  # created by an earlier run (per the ledger); nothing sent this time
+    UPDATED = "updated"  # sync: an existing meeting changed in place
+    DELETED = "deleted"  # sync --prune and undo: the meeting is gone (a 404 counts as gone)
     SENDING = "sending"  # journal entry written just before a POST; not an outcome
 
 
@@ -50,6 +52,9 @@ class Row:
     payload: dict[str, Any] | None
     errors: tuple[str, ...] = ()
     fields: dict[str, Any] | None = field(default=None, compare=False)
+    skipped_reason: str | None = None  # set when the mapping's filter leaves the row out
+    op: str = "create"  # create | update | delete (sync and undo)
+    meeting_id: str | None = None  # the meeting an update or delete acts on
 
     @property
     def valid(self) -> bool:

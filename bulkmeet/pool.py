@@ -38,7 +38,12 @@ from .results import ResultsState, ResultsWriter
 
 log = logging.getLogger("bulkmeet")
 
-RETRYABLE_STATUSES = {Status.NOT_SENT, Status.DEFERRED}
+# What a successful call of each op is called in the ledger and in the results file.
+_DONE = {
+    "create": ("created", Status.CREATED),
+    "update": ("updated", Status.UPDATED),
+    "delete": ("deleted", Status.DELETED),
+}
 PERMANENT_HTTP = {400, 404, 409, 422}
 
 
@@ -140,6 +145,9 @@ class Pipeline:
         """Map one row and decide if it is sent; rows that are not are recorded here."""
         self.stats.rows_read += 1
         row = self.mapper(raw)
+        if row.skipped_reason is not None:
+            self._finish(Record(row.line, row.key, Status.SKIPPED, errors=(row.skipped_reason,)))
+            return None
         if not row.valid:
             errors = row.errors or ("the row has no payload",)
             self._finish(Record(row.line, row.key, Status.INVALID, errors=errors))
@@ -154,6 +162,8 @@ class Pipeline:
         return self._resume_check(row)
 
     def _resume_check(self, row: Row) -> Row | None:
+        if row.op != "create":
+            return row  # sync plans updates and deletes from the ledger itself
         ks = self.prior.keys.get(row.key) if self.prior else None
         led = self.ledger.get(row.key) if self.ledger else None
         if ks is not None and ks.last is not None and ks.last.status is Status.CREATED:
@@ -264,7 +274,7 @@ class Pipeline:
                 self._count_request()
                 in_flight = True
                 try:
-                    outcome: Outcome = await self.client.create_meeting(row.payload)
+                    outcome: Outcome = await self._call(row)
                 except AuthError as exc:
                     in_flight = False
                     self.stats.auth_error = exc
@@ -302,10 +312,11 @@ class Pipeline:
         extra = {"line": row.line, "key": row.key}
         match outcome:
             case Created():
-                self._ledger(row.key, "created", meeting_id=outcome.meeting_id,
+                done_op, status = _DONE[row.op]
+                self._ledger(row.key, done_op, meeting_id=outcome.meeting_id,
                              payload_hash=phash, organizer=str(row.payload.get("organizerEmail"))
                              if row.payload else None)
-                finish(rec(Status.CREATED, http_status=outcome.http_status,
+                finish(rec(status, http_status=outcome.http_status,
                            meeting_id=outcome.meeting_id, meeting_url=outcome.meeting_url,
                            request_id=outcome.request_id))
                 return True, failures
@@ -363,6 +374,22 @@ class Pipeline:
                            request_id=outcome.request_id, errors=(outcome.message,)))
                 return True, failures
         raise AssertionError(f"unknown outcome {outcome!r}")  # pragma: no cover
+
+    async def _call(self, row: Row) -> Outcome:
+        assert row.payload is not None
+        if row.op == "create":
+            return await self.client.create_meeting(row.payload)
+        assert row.meeting_id is not None, f"{row.op} needs a meeting id"
+        if row.op == "update":
+            return await self.client.update_meeting(row.meeting_id, row.payload)
+        if row.op == "delete":
+            outcome = await self.client.delete_meeting(
+                row.meeting_id, str(row.payload.get("organizerEmail", "")))
+            if isinstance(outcome, Rejected) and outcome.http_status == 404:
+                # Deleting what is already gone reaches the state asked for.
+                return Created(404, row.meeting_id, None, outcome.request_id)
+            return outcome
+        raise AssertionError(f"unknown op {row.op!r}")  # pragma: no cover
 
     def _ledger(self, key: str, op: str, **kw: str | None) -> None:
         if self.ledger is not None:

@@ -1,0 +1,9 @@
+"""The command line: the only place that prints, draws progress and chooses exit codes.
+
+`common` holds the click group; each module below adds its commands to it.
+"""
+
+from . import run as _run  # noqa: F401  (registers run, sandbox)
+from .common import main
+
+__all__ = ["main"]

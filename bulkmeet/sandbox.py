@@ -1,0 +1,794 @@
+"""A fake Gong server for the four /v2/meetings operations, on aiohttp.web, loopback only.
+
+It follows ../shared/gong/openapi-meetings.json: the same paths, bodies, answers and error shapes,
+plus the behaviour Gong documents around them (rate limits with Retry-After, a daily budget, the
+"Limited release" 403, the unknown-organizer 404). Faults are injectable so the client's retry and
+resume logic can be tested: 500s, answers lost after the meeting was created, latency.
+
+Every API request passes the same checks, in this order, and stops at the first that answers:
+
+    auth (401, then 403) -> rate / daily budget (429) -> latency -> drop -> fail (500)
+    -> body validation (400) -> business (404 organizer, 404 meeting) -> success (200)
+
+Three ways to run it:
+    async with await start_sandbox(SandboxSettings(rate=None)) as sandbox: ...   # in-process
+    with SandboxThread(SandboxSettings()) as sandbox: ...    # background thread, for sync tests
+    serve(SandboxSettings(), port=8080)                       # blocking, for `bulkmeet sandbox`
+
+Two unauthenticated endpoints let a test that runs bulkmeet as a subprocess look inside:
+GET /_sandbox/stats and GET /_sandbox/meetings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import ipaddress
+import math
+import os
+import random
+import re
+import signal
+import socket
+import string
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import formatdate
+from types import TracebackType
+from typing import Any, Literal, NamedTuple, Protocol
+
+import orjson
+from aiohttp import web
+
+Window = Literal["fixed", "sliding", "bucket"]
+RetryAfterStyle = Literal["seconds", "date", "none"]
+
+MSG_UNAUTHORIZED = (
+    "Unauthorized: send 'Authorization: Basic base64(accessKey:accessKeySecret)' "
+    "or 'Authorization: Bearer <token>'"
+)
+MSG_FORBIDDEN = "This API endpoint is in Limited release - contact your CSM for more information."
+MSG_RATE_LIMITED = "API request limit exceeded"
+MSG_DAILY_LIMITED = "API request limit exceeded: the daily limit of calls is spent"
+MSG_FAILED = "Failed to complete the operation due to an unexpected error"
+MSG_NO_USER = "No Gong user found corresponding to the provided organizer email"
+MSG_NO_MEETING = "No meeting found corresponding to the provided meeting ID"
+MSG_NOT_ORGANIZER = "No Gong meeting found corresponding to the provided organizer email"
+MSG_CONSENT = "The Gong consent page is not enabled in your company. Contact your Gong Admin."
+MSG_NOT_A_USER = "This email address does not belong to a Gong user."
+
+ASSISTANT = {"displayName": "Gong Assistant", "email": "assistant@sandbox.gong.example"}
+MEETING_URL = "https://join.sandbox.gong.example/sandbox/{meeting_id}"
+FIX_URL = "https://app.sandbox.gong.example/company/recording-consent/consent-page"
+HELP_URL = "https://help.sandbox.gong.example/hc/en-us/articles/360056677792"
+MAX_STATUS_EMAILS = 100
+DAY = 86_400
+
+_REQUEST_ID_CHARS = string.ascii_lowercase + string.digits
+_REQUIRED = ("startTime", "endTime", "invitees", "organizerEmail")
+_STRING_FIELDS = ("startTime", "endTime", "title", "externalId", "organizerEmail")
+_INVITEE_FIELDS = ("email", "displayName", "firstName", "lastName")
+# ISO-8601 extended date-time with a mandatory offset, as Gong's examples show it:
+# 2018-02-17T02:30:00-08:00 or 2018-02-18T08:00:00Z. fromisoformat alone would also take a
+# space separator, basic format or no offset at all.
+_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})", re.ASCII
+)
+# Meeting ids are int64 in the path parameter's schema: keep them within it, 19 digits.
+_MIN_MEETING_ID = 10**18
+_MAX_MEETING_ID = 2**63 - 1
+_UNPARSABLE: Any = object()
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="Gong API"'}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SandboxSettings:
+    """How the sandbox behaves. Defaults mimic a default Gong company: 3 calls/s, sliding."""
+
+    rate: float | None = 3.0  # calls per second; None = unlimited
+    # fixed: whole clock seconds; sliding: requests in (t-1, t]; bucket: capacity `rate`,
+    # refilled at `rate`/s. The windows hold floor(rate) requests (at least 1).
+    window: Window = "sliding"
+    daily: int | None = None  # accepted calls per UTC day; None = unlimited
+    retry_after: RetryAfterStyle = "seconds"
+    retry_after_fixed: int | None = None  # always answer this many seconds
+    fail_rate: float = 0.0  # fraction answered 500
+    drop_rate: float = 0.0  # fraction whose connection is closed without an answer
+    drop_after_create: bool = False  # a dropped request is still carried out
+    latency: float = 0.0  # seconds added before answering
+    seed: int | None = None
+    unknown_organizers: frozenset[str] = frozenset()
+    unknown_domains: frozenset[str] = frozenset({"unknown.example"})
+    invalid_integration: frozenset[str] = frozenset()
+    # Unset: any well-formed Basic key:secret or Bearer token passes. Once either is set only
+    # configured ones do: a Basic header must carry `credentials`, a Bearer header `bearer`.
+    credentials: tuple[str, str] | None = None
+    bearer: str | None = None
+    forbidden: bool = False
+    clock: Callable[[], float] = time.monotonic  # for rates and the request log
+    wall_clock: Callable[[], float] = time.time  # for the daily budget and HTTP-dates
+    log_limit: int | None = 100_000  # request log entries kept; None = all
+
+    def __post_init__(self) -> None:
+        if self.rate is not None and not self.rate > 0:
+            raise ValueError(f"rate must be greater than 0 or None, not {self.rate!r}")
+        if self.window not in ("fixed", "sliding", "bucket"):
+            raise ValueError(f"window must be fixed, sliding or bucket, not {self.window!r}")
+        if self.retry_after not in ("seconds", "date", "none"):
+            raise ValueError(f"retry_after must be seconds, date or none, not {self.retry_after!r}")
+        for name in ("daily", "retry_after_fixed", "log_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must not be negative, not {value!r}")
+        for name in ("fail_rate", "drop_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)!r}")
+        if self.latency < 0:
+            raise ValueError(f"latency must not be negative, not {self.latency!r}")
+        if self.credentials is not None and not all(self.credentials):
+            raise ValueError("credentials must be a non-empty (key, secret) pair")
+
+
+DEFAULT_SETTINGS = SandboxSettings()
+
+
+class LoggedRequest(NamedTuple):
+    """One API request as the sandbox saw it."""
+
+    time: float  # settings.clock() when it arrived
+    method: str
+    path: str
+    status: int | None  # None: dropped without an answer
+    body: Any  # the parsed JSON body; None when absent or unparsable
+
+
+@dataclass(eq=False)
+class SandboxState:
+    """What happened so far. Mutated only on the sandbox's event loop."""
+
+    meetings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created_by_external_id: Counter[str] = field(default_factory=Counter)
+    log: deque[LoggedRequest] = field(default_factory=deque)
+    by_status: Counter[int] = field(default_factory=Counter)
+    requests: int = 0
+    creates: int = 0
+    updates: int = 0
+    deletes: int = 0
+    dropped: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    @property
+    def rate_limited(self) -> int:
+        return self.by_status[429]
+
+    def stats(self) -> dict[str, Any]:
+        """The counters as JSON-ready values (what GET /_sandbox/stats answers)."""
+        return {
+            "requests": self.requests,
+            "by_status": {str(code): n for code, n in sorted(self.by_status.items())},
+            "creates": self.creates,
+            "updates": self.updates,
+            "deletes": self.deletes,
+            "dropped": self.dropped,
+            "rate_limited": self.rate_limited,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "meetings": len(self.meetings),
+            "duplicate_external_ids": {
+                key: n for key, n in self.created_by_external_id.items() if n > 1
+            },
+        }
+
+
+# --- rate limits ------------------------------------------------------------------------------
+
+
+class _Limiter(Protocol):
+    def take(self, now: float) -> float | None:
+        """Spend one call if allowed (None), else say how many seconds until a slot frees."""
+
+
+class _FixedWindow:
+    __slots__ = ("limit", "window", "count")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.window: int | None = None
+        self.count = 0
+
+    def take(self, now: float) -> float | None:
+        window = math.floor(now)
+        if window != self.window:
+            self.window, self.count = window, 0
+        if self.count >= self.limit:
+            return window + 1 - now
+        self.count += 1
+        return None
+
+
+class _SlidingWindow:
+    __slots__ = ("limit", "times")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.times: deque[float] = deque()  # accepted calls in (now-1, now], oldest first
+
+    def take(self, now: float) -> float | None:
+        times, edge = self.times, now - 1.0
+        while times and times[0] <= edge:
+            times.popleft()
+        if len(times) >= self.limit:
+            return times[0] + 1.0 - now
+        times.append(now)
+        return None
+
+
+class _TokenBucket:
+    __slots__ = ("rate", "capacity", "tokens", "last")
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)  # below 1 a bucket could never hold a whole call
+        self.tokens = self.capacity
+        self.last: float | None = None
+
+    def take(self, now: float) -> float | None:
+        if self.last is not None:
+            self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        # The epsilon absorbs float error in the refill (0.1 s * 10/s must buy one call).
+        if self.tokens >= 1.0 - 1e-9:
+            self.tokens -= 1.0
+            return None
+        return (1.0 - self.tokens) / self.rate
+
+
+def _limiter(settings: SandboxSettings) -> _Limiter | None:
+    if settings.rate is None:
+        return None
+    if settings.window == "bucket":
+        return _TokenBucket(settings.rate)
+    limit = max(1, math.floor(settings.rate))
+    return _FixedWindow(limit) if settings.window == "fixed" else _SlidingWindow(limit)
+
+
+class _DailyBudget:
+    __slots__ = ("limit", "day", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.day: float | None = None
+        self.used = 0
+
+    def wait(self, wall: float) -> float | None:
+        """Seconds to the next UTC midnight if today's budget is spent, else None."""
+        day = wall // DAY
+        if day != self.day:
+            self.day, self.used = day, 0
+        return (day + 1) * DAY - wall if self.used >= self.limit else None
+
+
+# --- body validation: hand-written from the schema, no jsonschema on the request path ----------
+
+
+def meeting_errors(body: Any) -> list[str]:
+    """Every way `body` breaks NewMeetingRequest / UpdateMeetingRequest, one message each."""
+    if not isinstance(body, dict):
+        return _not_an_object(body)
+    errors = [f"{name} is required" for name in _REQUIRED if name not in body]
+    errors += [
+        f"{name} must be a string"
+        for name in _STRING_FIELDS
+        if name in body and not isinstance(body[name], str)
+    ]
+    if "invitees" in body:
+        invitees = body["invitees"]
+        if not isinstance(invitees, list):
+            errors.append("invitees must be an array of objects")
+        else:
+            for i, invitee in enumerate(invitees):
+                if not isinstance(invitee, dict):
+                    errors.append(f"invitees[{i}] must be an object")
+                    continue
+                errors += [
+                    f"invitees[{i}].{name} must be a string"
+                    for name in _INVITEE_FIELDS
+                    if name in invitee and not isinstance(invitee[name], str)
+                ]
+    start = _datetime(body, "startTime", errors)
+    end = _datetime(body, "endTime", errors)
+    if start is not None and end is not None and end <= start:
+        errors.append("endTime must be after startTime")
+    return errors
+
+
+def _not_an_object(body: Any) -> list[str]:
+    if body is _UNPARSABLE:
+        return ["the request body is not valid JSON"]
+    return ["the request body must be a JSON object"]
+
+
+def _datetime(body: dict[str, Any], name: str, errors: list[str]) -> datetime | None:
+    value = body.get(name)
+    if not isinstance(value, str):
+        return None  # missing or mistyped: already reported
+    if _DATETIME.fullmatch(value):
+        with contextlib.suppress(ValueError):  # e.g. month 13
+            return datetime.fromisoformat(value)
+    errors.append(
+        f"{name} must be an ISO-8601 date-time with an offset or Z "
+        f"(e.g. 2018-02-17T02:30:00-08:00), not {value!r}"
+    )
+    return None
+
+
+def status_errors(body: Any) -> list[str]:
+    """Every way `body` breaks IntegrationStatusRequest (emails: at most 100 strings)."""
+    if not isinstance(body, dict):
+        return _not_an_object(body)
+    emails = body.get("emails")
+    if emails is None:
+        return ["emails is required"]
+    if not isinstance(emails, list):
+        return ["emails must be an array of strings"]
+    errors = [
+        f"emails[{i}] must be a string" for i, e in enumerate(emails) if not isinstance(e, str)
+    ]
+    if len(emails) > MAX_STATUS_EMAILS:
+        errors.append(f"emails must hold at most {MAX_STATUS_EMAILS} addresses, not {len(emails)}")
+    return errors
+
+
+# --- the server -------------------------------------------------------------------------------
+
+_Operation = Callable[[web.Request, Any, str], web.Response]
+
+
+class Sandbox:
+    """The fake Gong: an aiohttp application, its state, and the loopback site it listens on."""
+
+    def __init__(self, settings: SandboxSettings = DEFAULT_SETTINGS) -> None:
+        self.settings = settings
+        self.state = SandboxState(log=deque(maxlen=settings.log_limit))
+        self._limiter = _limiter(settings)
+        self._daily = _DailyBudget(settings.daily) if settings.daily is not None else None
+        # Two random sources, so fault decisions stay the same whatever ids were drawn.
+        self._chaos = random.Random(settings.seed)
+        self._ids = random.Random(None if settings.seed is None else f"ids-{settings.seed}")
+        self._issued: set[int] = set()
+        self._unknown = {e.lower() for e in settings.unknown_organizers}
+        self._unknown_domains = {d.lower() for d in settings.unknown_domains}
+        self._invalid = {e.lower() for e in settings.invalid_integration}
+        self._strict_auth = settings.credentials is not None or settings.bearer is not None
+        self._last_good_auth: str | None = None  # one-entry cache: clients repeat one header
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("the sandbox is not running")
+        return self._url
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v2/meetings", self._api(self._create))
+        app.router.add_put("/v2/meetings/{meetingId}", self._api(self._update))
+        app.router.add_delete("/v2/meetings/{meetingId}", self._api(self._delete))
+        app.router.add_post("/v2/meetings/integration/status", self._api(self._status))
+        app.router.add_get("/_sandbox/stats", self._stats)
+        app.router.add_get("/_sandbox/meetings", self._meetings)
+        return app
+
+    async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        if self._runner is not None:
+            raise RuntimeError(f"the sandbox is already running at {self._url}")
+        bind_host = loopback_host(host)
+        family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if os.name == "posix":  # restart on a fixed port despite TIME_WAIT
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((bind_host, port))
+            runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
+            await runner.setup()
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            await web.SockSite(runner, sock).start()
+        except BaseException:
+            await runner.cleanup()
+            sock.close()
+            raise
+        self._runner = runner
+        shown = f"[{bind_host}]" if family == socket.AF_INET6 else bind_host
+        self._url = f"http://{shown}:{sock.getsockname()[1]}"
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Sandbox:
+        if self._runner is None:
+            await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- the request path: keep it lean, it is driven at thousands of requests/s ---------------
+
+    def _api(self, operation: _Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            state = self.state
+            state.requests += 1
+            state.in_flight += 1
+            if state.in_flight > state.max_in_flight:
+                state.max_in_flight = state.in_flight
+            arrived = self.settings.clock()
+            body: Any = None
+            status: int | None = None
+            try:
+                raw = await request.read()
+                try:
+                    body = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    body = _UNPARSABLE
+                response = await self._answer(request, operation, body)
+                if response is None:
+                    state.dropped += 1
+                    if request.transport is not None:
+                        request.transport.close()
+                    # aiohttp finds the transport closing, gives up writing this placeholder and
+                    # treats it as a client disconnect: no answer reaches the client.
+                    return web.Response(status=204)
+                status = response.status
+                state.by_status[status] += 1
+                return response
+            finally:
+                state.in_flight -= 1
+                logged = None if body is _UNPARSABLE else body
+                state.log.append(
+                    LoggedRequest(arrived, request.method, request.path, status, logged)
+                )
+
+        return handler
+
+    async def _answer(
+        self, request: web.Request, operation: _Operation, body: Any
+    ) -> web.Response | None:
+        """The checks in their documented order; None means: drop the connection."""
+        settings = self.settings
+        request_id = "".join(self._ids.choices(_REQUEST_ID_CHARS, k=19))
+        if not self._authorized(request.headers.get("Authorization")):
+            return _error(401, request_id, MSG_UNAUTHORIZED, headers=_CHALLENGE)
+        if settings.forbidden:
+            return _error(403, request_id, MSG_FORBIDDEN)
+        limited = self._spend()
+        if limited is not None:
+            wait, message = limited
+            return _error(429, request_id, message, headers=self._retry_after(wait))
+        if settings.latency:
+            await asyncio.sleep(settings.latency)
+        if settings.drop_rate and self._chaos.random() < settings.drop_rate:
+            if settings.drop_after_create:
+                operation(request, body, request_id)  # carried out; the answer is lost
+            return None
+        if settings.fail_rate and self._chaos.random() < settings.fail_rate:
+            return _error(500, request_id, MSG_FAILED)
+        return operation(request, body, request_id)
+
+    def _authorized(self, header: str | None) -> bool:
+        if not header:
+            return False
+        if header == self._last_good_auth:
+            return True
+        scheme, _, value = header.partition(" ")
+        scheme, value = scheme.lower(), value.strip()
+        settings = self.settings
+        if scheme == "basic":
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+            key, colon, secret = decoded.partition(":")
+            ok = bool(colon and key and secret) and (
+                not self._strict_auth or settings.credentials == (key, secret)
+            )
+        elif scheme == "bearer":
+            ok = bool(value) and (not self._strict_auth or value == settings.bearer)
+        else:
+            ok = False
+        if ok:
+            self._last_good_auth = header
+        return ok
+
+    def _spend(self) -> tuple[float, str] | None:
+        """Take one call from the rate limit and the daily budget, or say how long to wait.
+
+        A rejected call spends nothing: neither the budget nor the rate window."""
+        daily = self._daily
+        if daily is not None:
+            wait = daily.wait(self.settings.wall_clock())
+            if wait is not None:
+                return wait, MSG_DAILY_LIMITED
+        if self._limiter is not None:
+            wait = self._limiter.take(self.settings.clock())
+            if wait is not None:
+                return wait, MSG_RATE_LIMITED
+        if daily is not None:
+            daily.used += 1
+        return None
+
+    def _retry_after(self, wait: float) -> dict[str, str]:
+        settings = self.settings
+        fixed = settings.retry_after_fixed
+        if settings.retry_after == "none":
+            return {}
+        if settings.retry_after == "date":
+            # Round up: a date one second late is harmless, one second early earns another 429.
+            when = settings.wall_clock() + (wait if fixed is None else fixed)
+            return {"Retry-After": formatdate(math.ceil(when), usegmt=True)}
+        if fixed is not None:
+            return {"Retry-After": str(fixed)}
+        # The epsilon keeps float noise (1.0000000000000002) from adding a whole second.
+        return {"Retry-After": str(max(1, math.ceil(wait - 1e-6)))}
+
+    def _user_exists(self, email: str) -> bool:
+        email = email.lower()
+        _, at, domain = email.rpartition("@")
+        return bool(at) and domain not in self._unknown_domains and email not in self._unknown
+
+    # --- the four operations: synchronous, so each one is atomic on the event loop -------------
+
+    def _create(self, request: web.Request, body: Any, request_id: str) -> web.Response:
+        errors = meeting_errors(body)
+        if errors:
+            return _error(400, request_id, *errors)
+        if not self._user_exists(body["organizerEmail"]):
+            return _error(404, request_id, MSG_NO_USER)
+        number = self._ids.randint(_MIN_MEETING_ID, _MAX_MEETING_ID)
+        while number in self._issued:  # never reuse an id, not even a deleted one
+            number = self._ids.randint(_MIN_MEETING_ID, _MAX_MEETING_ID)
+        self._issued.add(number)
+        meeting_id = str(number)
+        meeting_url = MEETING_URL.format(meeting_id=meeting_id)
+        state = self.state
+        state.meetings[meeting_id] = {**body, "meetingId": meeting_id, "meetingUrl": meeting_url}
+        if isinstance(body.get("externalId"), str):
+            state.created_by_external_id[body["externalId"]] += 1
+        state.creates += 1
+        return _json(200, {
+            "requestId": request_id,
+            "meetingId": meeting_id,
+            "meetingUrl": meeting_url,
+            "additionalInvitees": [dict(ASSISTANT)],
+        })
+
+    def _update(self, request: web.Request, body: Any, request_id: str) -> web.Response:
+        meeting_id, errors = _meeting_id(request)
+        errors += meeting_errors(body)
+        if errors:
+            return _error(400, request_id, *errors)
+        if not self._user_exists(body["organizerEmail"]):
+            return _error(404, request_id, MSG_NO_USER)
+        problem = self._find(meeting_id, body["organizerEmail"])
+        if problem:
+            return _error(404, request_id, problem)
+        meeting = self.state.meetings[meeting_id]
+        meeting.update({**body, "meetingId": meeting_id, "meetingUrl": meeting["meetingUrl"]})
+        self.state.updates += 1
+        return _json(200, {"requestId": request_id, "meetingId": meeting_id})
+
+    def _delete(self, request: web.Request, body: Any, request_id: str) -> web.Response:
+        meeting_id, errors = _meeting_id(request)
+        if not isinstance(body, dict):
+            errors += _not_an_object(body)
+        elif not isinstance(body.get("organizerEmail"), str):
+            errors.append("organizerEmail is required and must be a string")
+        if errors:
+            return _error(400, request_id, *errors)
+        problem = self._find(meeting_id, body["organizerEmail"])
+        if problem:
+            return _error(404, request_id, problem)
+        del self.state.meetings[meeting_id]
+        self.state.deletes += 1
+        # The 200 schema is DeleteMeetingRequest itself: echo it, nothing more.
+        return _json(200, {"organizerEmail": body["organizerEmail"]})
+
+    def _find(self, meeting_id: str, organizer: str) -> str | None:
+        """Why the meeting cannot be touched by this organizer, or None."""
+        meeting = self.state.meetings.get(meeting_id)
+        if meeting is None:
+            return MSG_NO_MEETING
+        if str(meeting.get("organizerEmail", "")).lower() != organizer.lower():
+            return MSG_NOT_ORGANIZER
+        return None
+
+    def _status(self, request: web.Request, body: Any, request_id: str) -> web.Response:
+        errors = status_errors(body)
+        if errors:
+            return _error(400, request_id, *errors)
+        users = []
+        for email in body["emails"]:
+            exists = self._user_exists(email)
+            valid = exists and email.lower() not in self._invalid
+            user: dict[str, Any] = {"email": email, "exists": exists, "valid": valid}
+            if not valid:
+                user["userFacingError"] = MSG_CONSENT if exists else MSG_NOT_A_USER
+                user["fixUrl"] = FIX_URL
+                user["helpUrl"] = HELP_URL
+            users.append(user)
+        return _json(200, {"requestId": request_id, "users": users})
+
+    # --- inspection, for tests that run bulkmeet as a subprocess: not API calls, no auth -------
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return _json(200, self.state.stats())
+
+    async def _meetings(self, request: web.Request) -> web.Response:
+        return _json(200, {"meetings": list(self.state.meetings.values())})
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(payload), content_type="application/json",
+        headers=headers,
+    )
+
+
+def _error(
+    status: int, request_id: str, *messages: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return _json(status, {"requestId": request_id, "errors": list(messages)}, headers)
+
+
+def _meeting_id(request: web.Request) -> tuple[str, list[str]]:
+    raw = request.match_info["meetingId"]
+    if raw.isascii() and raw.isdigit() and len(raw) <= 20:
+        return str(int(raw)), []
+    return raw, [f"meetingId must be an integer of up to 20 digits, not {raw!r}"]
+
+
+def loopback_host(host: str) -> str:
+    """The address to bind for `host`; ValueError unless it is loopback."""
+    if host.lower() == "localhost":
+        return "127.0.0.1"  # one address: with port 0, v4 and v6 would get different ports
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        address = None
+    if address is None or not address.is_loopback:
+        raise ValueError(
+            f"the sandbox listens on loopback only (127.0.0.0/8, ::1, localhost), not {host!r}"
+        )
+    return str(address)
+
+
+async def start_sandbox(
+    settings: SandboxSettings = DEFAULT_SETTINGS, *, host: str = "127.0.0.1", port: int = 0
+) -> Sandbox:
+    """Start a sandbox on this event loop; port 0 picks a free one (see `.url`)."""
+    sandbox = Sandbox(settings)
+    await sandbox.start(host=host, port=port)
+    return sandbox
+
+
+class SandboxThread:
+    """A sandbox on its own event loop in a background thread, for synchronous callers.
+
+    `state` is mutated by that thread: read it once the traffic has stopped, or use the
+    /_sandbox endpoints.
+    """
+
+    def __init__(
+        self, settings: SandboxSettings = DEFAULT_SETTINGS, *, host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        loopback_host(host)  # fail here, in the caller's thread
+        self.settings = settings
+        self._host, self._port = host, port
+        self._sandbox: Sandbox | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            raise RuntimeError("the sandbox thread is not running")
+        return self._sandbox
+
+    @property
+    def url(self) -> str:
+        return self.sandbox.url
+
+    @property
+    def state(self) -> SandboxState:
+        return self.sandbox.state
+
+    def start(self) -> None:
+        self._ready.clear()
+        self._thread = threading.Thread(target=self._run, name="bulkmeet-sandbox", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        if self._loop is not None and self._stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join()
+        self._thread = None
+
+    def __enter__(self) -> SandboxThread:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported to the caller of start()
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with await start_sandbox(self.settings, host=self._host, port=self._port) as sandbox:
+            self._sandbox = sandbox
+            self._ready.set()
+            await self._stop.wait()
+
+
+def serve(
+    settings: SandboxSettings = DEFAULT_SETTINGS, *, host: str = "127.0.0.1", port: int = 8080
+) -> None:
+    """Run a sandbox until SIGINT or SIGTERM; print its URL on one line to stderr."""
+    with contextlib.suppress(KeyboardInterrupt):  # where signal handlers are unsupported
+        asyncio.run(_serve(settings, host, port))
+
+
+async def _serve(settings: SandboxSettings, host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not main thread
+            pass
+    try:
+        async with await start_sandbox(settings, host=host, port=port) as sandbox:
+            print(f"bulkmeet sandbox listening on {sandbox.url}", file=sys.stderr, flush=True)
+            await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

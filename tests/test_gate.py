@@ -1,0 +1,150 @@
+"""The rate gate, on a virtual clock: pacing, the shared 429 pause, and the adaptive law."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bulkmeet.gate import Gate, GateClosed, RateChange
+
+from .vclock import run_virtual
+
+
+async def _send_times(gate: Gate, workers: int, per_worker: int) -> list[float]:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    times: list[float] = []
+
+    async def worker() -> None:
+        for _ in range(per_worker):
+            await gate.acquire()
+            times.append(loop.time() - start)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return sorted(times)
+
+
+def test_no_startup_burst_calls_are_spaced_one_interval_apart() -> None:
+    """Eight workers at 3/s: the first call goes at once, every next one 1/3 s later."""
+    times = run_virtual(_send_times(Gate(3.0), workers=8, per_worker=3))
+    assert len(times) == 24
+    assert times[0] == pytest.approx(0.0, abs=1e-6)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) == pytest.approx(1 / 3, abs=1e-6)
+    # In any one-second window there are never more than 3 calls (sliding-window server safe).
+    for i in range(len(times) - 3):
+        assert times[i + 3] - times[i] >= 1.0 - 1e-6
+
+
+def test_margin_slows_the_rate_by_that_fraction() -> None:
+    """rate_margin 0.02 at 3/s spaces calls 1/2.94 s apart."""
+    times = run_virtual(_send_times(Gate(3.0, margin=0.02), workers=4, per_worker=5))
+    assert times[1] - times[0] == pytest.approx(1 / 2.94, abs=1e-6)
+
+
+def test_unlimited_gate_never_waits() -> None:
+    """rate None lets every call through at the same instant."""
+    times = run_virtual(_send_times(Gate(None), workers=5, per_worker=10))
+    assert times == pytest.approx([0.0] * 50, abs=1e-6)
+
+
+def test_pause_holds_every_worker_until_the_deadline_then_resumes_without_burst() -> None:
+    """A 429 pause of 2 s: no call in the pause, then calls resume spaced 1/rate apart."""
+
+    async def scenario() -> tuple[list[float], float]:
+        gate = Gate(3.0)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        times: list[float] = []
+        paused_at = -1.0
+
+        async def worker(n: int) -> None:
+            nonlocal paused_at
+            for i in range(4):
+                await gate.acquire()
+                t = loop.time() - start
+                times.append(t)
+                if n == 0 and i == 1 and paused_at < 0:
+                    paused_at = t
+                    gate.pause(2.0)
+
+        await asyncio.gather(*(worker(n) for n in range(4)))
+        return sorted(times), paused_at
+
+    times, paused_at = run_virtual(scenario())
+    during = [t for t in times if paused_at < t < paused_at + 2.0]
+    assert during == []
+    after = [t for t in times if t >= paused_at + 2.0]
+    assert after[0] == pytest.approx(paused_at + 2.0)
+    gaps = [b - a for a, b in zip(after, after[1:], strict=False)]
+    assert min(gaps) == pytest.approx(1 / 3, abs=1e-6)
+
+
+def test_overlapping_pauses_extend_one_pause_and_count_once() -> None:
+    """Two 429s during one pause keep the later deadline and count as one pause."""
+
+    async def scenario() -> tuple[int, float]:
+        gate = Gate(3.0)
+        assert gate.pause(2.0) is True
+        await asyncio.sleep(0.5)
+        assert gate.pause(3.0) is False
+        return gate.pauses, gate.remaining_pause()
+
+    pauses, remaining = run_virtual(scenario())
+    assert pauses == 1
+    assert remaining == pytest.approx(3.0)
+
+
+def test_close_wakes_waiters_with_gate_closed() -> None:
+    """Closing the gate during a pause makes waiting workers raise GateClosed at once."""
+
+    async def scenario() -> float:
+        gate = Gate(3.0)
+        loop = asyncio.get_running_loop()
+        gate.pause(100.0)
+        start = loop.time()
+        task = asyncio.ensure_future(gate.acquire())
+        await asyncio.sleep(1.0)
+        gate.close(RuntimeError("stop"))
+        with pytest.raises(GateClosed):
+            await task
+        return loop.time() - start
+
+    assert run_virtual(scenario()) == pytest.approx(1.0)
+
+
+def test_adaptive_mode_halves_on_429_and_probes_up_slowly_to_the_ceiling() -> None:
+    """AIMD: a 429 halves the rate; each 10 s without one adds 0.1/s, never above the ceiling."""
+    changes: list[RateChange] = []
+
+    async def scenario() -> Gate:
+        gate = Gate(3.0, auto=True, ceiling=3.0, on_rate_change=changes.append)
+        await gate.acquire()
+        gate.pause(1.0)
+        assert gate.rate == pytest.approx(1.5)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 200
+        while loop.time() < end:
+            await gate.acquire()
+        return gate
+
+    gate = run_virtual(scenario())
+    assert changes[0].new == pytest.approx(1.5) and changes[0].reason == "429 received"
+    ups = [c for c in changes[1:]]
+    assert all(c.new - c.old == pytest.approx(0.1) for c in ups)
+    assert 10 <= len(ups) <= 20
+    assert gate.rate is not None and gate.rate <= 3.0
+
+
+def test_adaptive_mode_never_goes_below_the_floor() -> None:
+    """Repeated 429s stop cutting at the floor."""
+
+    async def scenario() -> float | None:
+        gate = Gate(1.0, auto=True, floor=0.25)
+        for _ in range(6):
+            gate.pause(1.0)
+            await asyncio.sleep(1.5)
+        return gate.rate
+
+    assert run_virtual(scenario()) == pytest.approx(0.25)
