@@ -10,7 +10,7 @@ import ipaddress
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from .errors import ConfigError, UsageError
 from .gate import Gate, RateChange
 from .ledger import Ledger
 from .mapping import Mapper
+from .models import RawRow, Row
 from .pool import Pipeline, RunStats
 from .quota import DailyQuota, default_quota_path
 from .reader import read_rows
@@ -129,14 +130,19 @@ async def run_job(
     stop: asyncio.Event | None = None,
     hard_stop: asyncio.Event | None = None,
     on_start: Callable[[Pipeline], None] | None = None,
+    raws: Iterable[RawRow] | None = None,
+    mapper: Callable[[RawRow], Row] | None = None,
 ) -> RunStats:
+    """One run: `raws` and `mapper` replace reading and mapping the input (retry, sync)."""
     if opts.sandbox:
         credentials = Credentials.basic(*SANDBOX_CREDENTIALS)
     else:
         credentials = Credentials.from_env()
-    mapper = Mapper.from_config(cfg)
-    raws = read_rows(opts.input, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
-                     sheet=opts.sheet)
+    if mapper is None:
+        mapper = Mapper.from_config(cfg).map
+    if raws is None:
+        raws = read_rows(opts.input, fmt=cfg.format, delimiter=cfg.delimiter,
+                         encoding=cfg.encoding, sheet=opts.sheet)
     prior, ledger, writer = open_state(cfg, opts)
     try:
         async with sandbox_if(opts.sandbox, cfg) as cfg:
@@ -148,14 +154,15 @@ async def run_job(
             gate = make_gate(cfg)
             async with GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
                                   connections=cfg.concurrency) as client:
-                pipeline = Pipeline(cfg, mapper=mapper.map, client=client, gate=gate,
+                pipeline = Pipeline(cfg, mapper=mapper, client=client, gate=gate,
                                     writer=writer, ledger=ledger, quota=quota, prior=prior,
                                     resend_uncertain=opts.resend_uncertain, stop=stop,
                                     hard_stop=hard_stop)
                 if on_start is not None:
                     on_start(pipeline)
                 try:
-                    return await pipeline.run(raws, blocking=_blocking_source(opts.input))
+                    blocking = _blocking_source(opts.input) and not isinstance(raws, list)
+                    return await pipeline.run(raws, blocking=blocking)
                 finally:
                     quota.save()
     finally:

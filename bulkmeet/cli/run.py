@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import click
 
 from ..config import Config
 from ..errors import UsageError
+from ..fixfile import write_errors_file
 from ..job import JobOptions, default_out, run_job, validate_options
 from .common import (
     exit_code,
@@ -41,12 +43,14 @@ from .common import (
               "free loopback port.")
 @click.option("--insecure", is_flag=True, help="Allow a base URL that is plain http.")
 @click.option("--sheet", help="Worksheet name for .xlsx input (default: the first).")
+@click.option("--errors-out", help="After the run, write the rows that failed or are invalid "
+              "here, in the input's format and columns plus an `error` column.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="warning", show_default=True)
 def run(input: str, config_path: str | None, out: str | None, rate: str | None,
         concurrency: int | None, fmt: str | None, ledger: str | None, fresh: bool,
         resend_uncertain: bool, sandbox: bool, insecure: bool, sheet: str | None,
-        log_level: str) -> None:
+        errors_out: str | None, log_level: str) -> None:
     """Create a Gong meeting for every valid row of INPUT (a path, or - for stdin).
 
     Every row gets one final record in the results file. Re-running the same command resumes:
@@ -61,12 +65,12 @@ def run(input: str, config_path: str | None, out: str | None, rate: str | None,
                           resend_uncertain=resend_uncertain, sandbox=sandbox, insecure=insecure,
                           sheet=sheet)
         validate_options(opts)
-        return asyncio.run(_run_async(cfg, opts))
+        return asyncio.run(_run_async(cfg, opts, errors_out))
 
     guard(go)
 
 
-async def _run_async(cfg: Config, opts: JobOptions) -> int:
+async def _run_async(cfg: Config, opts: JobOptions, errors_out: str | None = None) -> int:
     stop, hard = asyncio.Event(), asyncio.Event()
     got: list[int] = []
     with signals(stop, hard, got):
@@ -75,6 +79,9 @@ async def _run_async(cfg: Config, opts: JobOptions) -> int:
         click.echo(line, err=True)
     if stats.auth_error is not None:
         click.echo(f"bulkmeet: error: {stats.auth_error}", err=True)
+    if errors_out:
+        n = write_errors_file(cfg, opts.input, opts.out, errors_out, sheet=opts.sheet)
+        click.echo(f"  {n} rows to fix written to {errors_out}", err=True)
     return exit_code(stats, got)
 
 
@@ -97,10 +104,10 @@ async def _run_async(cfg: Config, opts: JobOptions) -> int:
 def sandbox(host: str, port: int, rate: float, window: str, daily: int | None,
             retry_after: str, fail_rate: float, drop_rate: float, latency: float) -> None:
     """Serve a fake Gong meetings API on loopback, for trying bulkmeet without a Gong account."""
-    from .sandbox import SandboxSettings, serve
+    from ..sandbox import RetryAfterStyle, SandboxSettings, Window, serve
 
-    settings = SandboxSettings(rate=rate or None, window=window,  # type: ignore[arg-type]
-                               daily=daily, retry_after=retry_after,  # type: ignore[arg-type]
+    settings = SandboxSettings(rate=rate or None, window=cast(Window, window), daily=daily,
+                               retry_after=cast(RetryAfterStyle, retry_after),
                                fail_rate=fail_rate, drop_rate=drop_rate, latency=latency)
     try:
         serve(settings, host=host, port=port)

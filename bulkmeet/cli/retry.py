@@ -1,0 +1,106 @@
+"""`bulkmeet retry`: send again the rows whose last outcome may pass now."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from ..config import Config
+from ..errors import UsageError
+from ..job import JobOptions, run_job
+from ..models import RawRow, Row, Status
+from ..results import read_results
+from .common import (
+    exit_code,
+    guard,
+    load_config,
+    main,
+    parse_rate,
+    setup_logging,
+    signals,
+    summary_lines,
+)
+
+# Outcomes worth another try: the server failed, the wait was too long, or nothing was sent.
+RETRYABLE = frozenset({Status.NOT_SENT, Status.DEFERRED})
+
+
+def _retryable(status: Status, http_status: int | None) -> bool:
+    if status in RETRYABLE:
+        return True
+    return status is Status.FAILED and (http_status is None or http_status >= 500
+                                        or http_status == 429)
+
+
+@main.command()
+@click.argument("results", metavar="RESULTS")
+@click.option("--input", "input_path", help="The input (or the corrected sheet) to take rows "
+              "from; without it the payloads recorded in RESULTS are sent again.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config.")
+@click.option("--rate", help="Requests per second, or 'auto'.")
+@click.option("--ledger", help="Ledger file kept across runs.")
+@click.option("--errors-out", help="Write the rows still failed or invalid here, in the input's "
+              "format plus an `error` column (needs --input).")
+@click.option("--resend-uncertain", is_flag=True, help="Also send rows recorded uncertain.")
+@click.option("--sandbox", is_flag=True, help="Against the built-in fake Gong server.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="warning", show_default=True)
+def retry(results: str, input_path: str | None, config_path: str | None, rate: str | None,
+          ledger: str | None, errors_out: str | None, resend_uncertain: bool, sandbox: bool,
+          log_level: str) -> None:
+    """Send again the rows of RESULTS whose last outcome may pass now: 5xx, timeouts, 429 past
+    the wait cap, not_sent and deferred. Rows fixed in the sheet (given with --input) are sent
+    too; rows already created never are. New records are appended to RESULTS."""
+    setup_logging(log_level)
+
+    def go() -> int:
+        cfg = load_config(config_path, ledger=ledger, **parse_rate(rate))
+        if errors_out and not input_path:
+            raise UsageError("--errors-out needs --input (the rows are written in its format)")
+        return asyncio.run(_retry(cfg, results, input_path, errors_out, resend_uncertain,
+                                  sandbox))
+
+    guard(go)
+
+
+async def _retry(cfg: Config, results: str, input_path: str | None, errors_out: str | None,
+                 resend_uncertain: bool, sandbox: bool) -> int:
+    state = read_results(results)
+    if not state.keys:
+        raise UsageError(f"{results} holds no results to retry")
+    stop, hard = asyncio.Event(), asyncio.Event()
+    got: list[int] = []
+    if input_path is not None:
+        # The corrected sheet through the resume rules: created rows are skipped, the rest sent.
+        opts = JobOptions(input=input_path, out=results, resend_uncertain=resend_uncertain,
+                          sandbox=sandbox)
+        with signals(stop, hard, got):
+            stats = await run_job(cfg, opts, stop=stop, hard_stop=hard)
+    else:
+        rows = []
+        for key, ks in state.keys.items():
+            last = ks.last
+            if last is None or ks.payload is None:
+                continue
+            if _retryable(last.status, last.http_status) or (
+                    resend_uncertain and last.status is Status.UNCERTAIN):
+                rows.append(Row(last.line, key, ks.payload))
+        if not rows:
+            click.echo(f"bulkmeet: nothing to retry in {results}", err=True)
+            return 0
+        # The recorded payloads stand in for the input: RawRow i is a handle on rows[i].
+        raws = [RawRow(i, {}) for i in range(len(rows))]
+        opts = JobOptions(input=results, out=results, resend_uncertain=resend_uncertain,
+                          sandbox=sandbox)
+        with signals(stop, hard, got):
+            stats = await run_job(cfg, opts, stop=stop, hard_stop=hard, raws=raws,
+                                  mapper=lambda raw: rows[raw.line])
+    for line in summary_lines(stats, results):
+        click.echo(line, err=True)
+    if errors_out and input_path:
+        from ..fixfile import write_errors_file
+
+        n = write_errors_file(cfg, input_path, results, errors_out)
+        click.echo(f"  {n} rows to fix written to {errors_out}", err=True)
+    return exit_code(stats, got)
