@@ -211,7 +211,7 @@ def test_ledger_across_runs_with_overlapping_inputs_creates_each_key_once(
     created once, and the second run records the overlap as skipped."""
     ledger = tmp_path / "ledger.jsonl"
     cfg = FAST.replace(ledger=str(ledger))
-    night1 = write_csv(tmp_path / "n1.csv", [meeting_row(i) for i in range(0, 8)])
+    night1 = write_csv(tmp_path / "n1.csv", [meeting_row(i) for i in range(8)])
     night2 = write_csv(tmp_path / "n2.csv", [meeting_row(i) for i in range(5, 12)])
     created: Counter[str] = Counter()
     for night, out in ((night1, "r1.jsonl"), (night2, "r2.jsonl")):
