@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 
@@ -26,6 +26,7 @@ class LedgerEntry:
     in_flight: bool = False
     deleted: bool = False
     organizer: str | None = None
+    payload: dict[str, Any] | None = None  # the last payload created or updated (for sync plans)
 
     @property
     def exists(self) -> bool:
@@ -47,24 +48,7 @@ class Ledger:
     @classmethod
     def open(cls, path: str | Path) -> Ledger:
         p = Path(path)
-        entries: dict[str, LedgerEntry] = {}
-        warnings: list[str] = []
-        torn = False
-        if p.exists():
-            with open(p, "rb") as f:
-                for n, line in enumerate(f, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        data = orjson.loads(line)
-                        key = str(data["key"])
-                        op = str(data["op"])
-                    except (orjson.JSONDecodeError, KeyError, TypeError):
-                        torn = not line.endswith(b"\n")
-                        warnings.append(f"{p}: line {n} is incomplete or unreadable; ignored")
-                        continue
-                    _apply(entries.setdefault(key, LedgerEntry()), op, data)
-                    torn = not line.endswith(b"\n")
+        entries, warnings, torn = _read(p)
         ledger = cls(p, entries, warnings)
         if torn:
             ledger._file.write("\n")
@@ -74,9 +58,13 @@ class Ledger:
         return self.entries.get(key)
 
     def write(self, key: str, op: str, *, meeting_id: str | None = None,
-              payload_hash: str | None = None, organizer: str | None = None) -> None:
-        data = {"key": key, "op": op, "meetingId": meeting_id, "payloadHash": payload_hash,
-                "organizer": organizer, "at": now_iso()}
+              payload_hash: str | None = None, organizer: str | None = None,
+              payload: Mapping[str, Any] | None = None) -> None:
+        data: dict[str, Any] = {"key": key, "op": op, "meetingId": meeting_id,
+                                "payloadHash": payload_hash, "organizer": organizer,
+                                "at": now_iso()}
+        if payload is not None:
+            data["payload"] = dict(payload)
         self._file.write(orjson.dumps(data).decode() + "\n")
         self._file.flush()
         _apply(self.entries.setdefault(key, LedgerEntry()), op, data)
@@ -86,6 +74,39 @@ class Ledger:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
+
+
+def read_ledger(path: str | Path) -> tuple[dict[str, LedgerEntry], list[str]]:
+    """The state of every key, without opening the file for writing (for `bulkmeet plan`)."""
+    entries, warnings, _ = _read(Path(path))
+    return entries, warnings
+
+
+def _read(p: Path) -> tuple[dict[str, LedgerEntry], list[str], bool]:
+    entries: dict[str, LedgerEntry] = {}
+    warnings: list[str] = []
+    torn = False
+    if not p.exists():
+        return entries, warnings, torn
+    try:
+        f = open(p, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(f"cannot read ledger {p}: {exc.strerror or exc}") from None
+    with f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = orjson.loads(line)
+                key = str(data["key"])
+                op = str(data["op"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                torn = not line.endswith(b"\n")
+                warnings.append(f"{p}: line {n} is incomplete or unreadable; ignored")
+                continue
+            _apply(entries.setdefault(key, LedgerEntry()), op, data)
+            torn = not line.endswith(b"\n")
+    return entries, warnings, torn
 
 
 def _apply(entry: LedgerEntry, op: str, data: Mapping[str, object]) -> None:
@@ -103,6 +124,9 @@ def _apply(entry: LedgerEntry, op: str, data: Mapping[str, object]) -> None:
             entry.payload_hash = ph
         if isinstance(org, str):
             entry.organizer = org
+        payload = data.get("payload")
+        if isinstance(payload, dict):
+            entry.payload = payload
     elif op == "deleted":
         entry.in_flight = False
         entry.deleted = True

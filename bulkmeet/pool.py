@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class RunStats:
     counts: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
     uncertain_before: int = 0
+    settled: int = 0  # rows an earlier run settled: skipped with no record (for progress)
     uncertain_lines: list[int] = field(default_factory=list)
     stop_reason: str | None = None
     exit_status: Status | None = None  # the status given to rows not sent after a stop
@@ -80,6 +82,58 @@ class RunStats:
             return 0.0
         span = self.last_request - self.first_request
         return (self.requests - 1) / span if span > 0 else 0.0
+
+
+class KeyIndex:
+    """The keys a run has queued, each with the line of its first row, in ~24 bytes a key.
+
+    A dict of key strings costs ~150 bytes a key (135 MB at a million rows), so this keeps each
+    key's 64-bit hash in an open-addressing table (linear probing, at most half full) beside the
+    line. str hashes are SipHash with a per-process random key: two different keys share one
+    with odds of about n²/2^65 (one in 37 million at a million rows), and the second would then
+    be recorded a duplicate of the first, naming both lines.
+    """
+
+    __slots__ = ("_hashes", "_lines", "_count")
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._hashes = array("Q", [0]) * capacity  # a power of two; 0 marks a free slot
+        self._lines = array("I", [0]) * capacity  # lines past 2^32 - 1 are kept as that
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, key: str, line: int) -> int | None:
+        """Record that `key` was first seen at `line`, or return the line it was first seen at
+        (and record nothing)."""
+        h = (hash(key) & 0xFFFF_FFFF_FFFF_FFFF) or 1
+        hashes = self._hashes
+        mask = len(hashes) - 1
+        i = h & mask
+        while (other := hashes[i]) != 0:
+            if other == h:
+                return self._lines[i]
+            i = (i + 1) & mask
+        hashes[i] = h
+        self._lines[i] = min(line, 0xFFFF_FFFF)
+        self._count += 1
+        if 2 * self._count > len(hashes):
+            self._grow()
+        return None
+
+    def _grow(self) -> None:
+        old = zip(self._hashes, self._lines, strict=True)
+        capacity = 2 * len(self._hashes)
+        hashes = self._hashes = array("Q", [0]) * capacity
+        lines = self._lines = array("I", [0]) * capacity
+        mask = capacity - 1
+        for h, line in old:
+            if h:
+                i = h & mask
+                while hashes[i] != 0:
+                    i = (i + 1) & mask
+                hashes[i], lines[i] = h, line
 
 
 class Pipeline:
@@ -114,7 +168,7 @@ class Pipeline:
         self.hard_stop = hard_stop or asyncio.Event()
         self.rng = rng or random.Random()
         self.stats = RunStats()
-        self._seen: dict[str, int] = {}
+        self._seen = KeyIndex()  # duplicate detection: ~24 bytes a key, not ~150
         self._drain: tuple[Status, str] | None = None
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -152,12 +206,11 @@ class Pipeline:
             errors = row.errors or ("the row has no payload",)
             self._finish(Record(row.line, row.key, Status.INVALID, errors=errors))
             return None
-        first = self._seen.get(row.key)
+        first = self._seen.add(row.key, row.line)
         if first is not None:
             self._finish(Record(row.line, row.key, Status.DUPLICATE, errors=(
                 f"line {row.line}: same key {row.key!r} as line {first}; not sent twice",)))
             return None
-        self._seen[row.key] = row.line
         assert row.payload is not None
         return self._resume_check(row)
 
@@ -168,6 +221,7 @@ class Pipeline:
         led = self.ledger.get(row.key) if self.ledger else None
         if ks is not None and ks.last is not None and ks.last.status is Status.CREATED:
             self.stats.skipped += 1
+            self.stats.settled += 1
             return None
         if led is not None and led.exists and not led.in_flight:
             self.stats.skipped += 1
@@ -190,6 +244,7 @@ class Pipeline:
                 and ks.last.payload_hash == payload_digest(row.payload or {}):
             # Sending the same payload again cannot succeed; a corrected row has a new digest.
             self.stats.skipped += 1
+            self.stats.settled += 1
             return None
         return row
 
@@ -313,9 +368,12 @@ class Pipeline:
         match outcome:
             case Created():
                 done_op, status = _DONE[row.op]
-                self._ledger(row.key, done_op, meeting_id=outcome.meeting_id,
-                             payload_hash=phash, organizer=str(row.payload.get("organizerEmail"))
-                             if row.payload else None)
+                if self.ledger is not None:
+                    # The payload itself is kept so that `bulkmeet plan` can name changed fields.
+                    self.ledger.write(
+                        row.key, done_op, meeting_id=outcome.meeting_id, payload_hash=phash,
+                        organizer=str(row.payload.get("organizerEmail")) if row.payload else None,
+                        payload=row.payload if row.op != "delete" else None)
                 finish(rec(status, http_status=outcome.http_status,
                            meeting_id=outcome.meeting_id, meeting_url=outcome.meeting_url,
                            request_id=outcome.request_id))
@@ -391,9 +449,9 @@ class Pipeline:
             return outcome
         raise AssertionError(f"unknown op {row.op!r}")  # pragma: no cover
 
-    def _ledger(self, key: str, op: str, **kw: str | None) -> None:
+    def _ledger(self, key: str, op: str) -> None:
         if self.ledger is not None:
-            self.ledger.write(key, op, **kw)
+            self.ledger.write(key, op)
 
     def _count_request(self) -> None:
         now = time.monotonic()

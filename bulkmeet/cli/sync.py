@@ -1,0 +1,302 @@
+"""`bulkmeet plan`, `bulkmeet sync` and `bulkmeet undo`: the sheet as the source of truth."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..config import Config
+from ..errors import InputError, UsageError
+from ..job import default_out
+from ..pool import RunStats
+from ..sync import (
+    DEFAULT_MAX_DELETES,
+    UNDO_CONFIRM_OVER,
+    Change,
+    Kind,
+    Plan,
+    UndoItem,
+    UndoPlan,
+    check_deletes,
+    plan_undo,
+    read_plan,
+    run_sync,
+    run_undo,
+    undo_out,
+)
+from .common import (
+    EXIT_OK,
+    EXIT_ROWS,
+    exit_code,
+    guard,
+    load_config,
+    log,
+    main,
+    parse_rate,
+    setup_logging,
+    signals,
+    summary_lines,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_HEAD = ((Kind.CREATE, "to create"), (Kind.UPDATE, "to update"), (Kind.REPLACE, "to replace"),
+         (Kind.DELETE, "to delete"), (Kind.UNCHANGED, "unchanged"), (Kind.INVALID, "invalid"),
+         (Kind.DUPLICATE, "duplicate"), (Kind.SKIPPED, "skipped by the filter"),
+         (Kind.UNCERTAIN, "uncertain"), (Kind.HELD, "delete(s) held back"))
+
+
+def _interactive() -> bool:
+    """Whether a person can answer a confirmation (tests replace this)."""
+    return sys.stdin.isatty()
+
+
+# -- what is printed -----------------------------------------------------------------------
+
+
+def plan_head(plan: Plan) -> str:
+    counts = plan.counts()
+    parts = [f"{counts[k]} {label}" for k, label in _HEAD if counts[k]]
+    return f"plan: {plan.rows_read} rows read: {', '.join(parts) or 'nothing'}"
+
+
+def change_line(c: Change) -> str:
+    where = f"line {c.line}" if c.line else "ledger"
+    text = f"  {c.kind.value:<9} {where:<9} {c.key}"
+    if c.meeting_id:
+        text += f" (meeting {c.meeting_id})"
+    details = [*c.diffs]
+    if c.reason and c.kind is not Kind.CREATE:
+        details.append(c.reason)
+    return text + (": " + "; ".join(details) if details else "")
+
+
+def plan_lines(plan: Plan, *, max_deletes: int | None = None) -> list[str]:
+    lines = [plan_head(plan)]
+    # Unchanged and filtered rows are counted, not listed: the plan shows what needs a look.
+    lines += [change_line(c) for c in plan.changes
+              if c.kind not in (Kind.UNCHANGED, Kind.SKIPPED)]
+    if plan.absent:
+        lines.append(f"  {plan.absent} meeting(s) in the ledger are no longer in the input; "
+                     "--prune deletes them")
+    n = len(plan.deletes)
+    if max_deletes is not None and n > max_deletes:
+        lines.append(f"  sync would refuse: {n} deletes, more than --max-deletes {max_deletes}")
+    if not plan.pending:
+        lines.append("nothing to do: Gong matches the input, as far as the ledger knows")
+    return lines
+
+
+def _undo_line(item: UndoItem, what: str) -> str:
+    where = f"line {item.line}" if item.line else "-"
+    org = item.organizer or "organizer unknown: delete it in Gong"
+    return f"  {what:<9} {where:<9} {item.key} (meeting {item.meeting_id}, {org})"
+
+
+def undo_lines(plan: UndoPlan) -> list[str]:
+    head = f"undo: {len(plan.items)} meeting(s) to delete"
+    extra = []
+    if plan.done:
+        extra.append(f"{plan.done} deleted by an earlier undo")
+    if plan.unknown:
+        extra.append(f"{len(plan.unknown)} with no known organizer")
+    lines = [head + (f" ({', '.join(extra)})" if extra else "")]
+    lines += [_undo_line(i, "delete") for i in plan.items]
+    lines += [_undo_line(i, "cannot") for i in plan.unknown]
+    return lines
+
+
+# -- options shared by the three commands -----------------------------------------------------
+
+
+def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(f: F) -> F:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
+_config = click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                       help="YAML config file.")
+_ledger = click.option("--ledger", help="Ledger file: what earlier runs made in Gong, by key "
+                       "(default: `ledger:` in the config).")
+_format = click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "xlsx"]),
+                       help="Input format (default: from the extension; needed for stdin).")
+_sheet = click.option("--sheet", help="Worksheet name for .xlsx input (default: the first).")
+_prune = click.option("--prune", is_flag=True, help="Delete the meetings whose keys are in the "
+                      "ledger but no longer in the input.")
+_resend = click.option("--resend-uncertain", is_flag=True, help="Create again rows whose earlier "
+                       "create may or may not have made a meeting.")
+_max_deletes = click.option("--max-deletes", type=click.IntRange(min=0),
+                            default=DEFAULT_MAX_DELETES, show_default=True,
+                            help="Refuse, before sending anything, a sync that would delete "
+                            "more meetings than this.")
+_rate = click.option("--rate", help="Requests per second, or 'auto' (default 3).")
+_concurrency = click.option("--concurrency", type=click.IntRange(min=1),
+                            help="Workers sending at once (8).")
+_insecure = click.option("--insecure", is_flag=True, help="Allow a base URL that is plain http.")
+_yes = click.option("--yes", "-y", is_flag=True, help="Delete without asking (for CI).")
+_log_level = click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+                          default="warning", show_default=True)
+
+
+def _ledger_path(given: str | None, cfg: Config, command: str) -> str:
+    path = given or cfg.ledger
+    if not path:
+        raise UsageError(f"{command} compares the input with a ledger: give --ledger FILE (or "
+                         "`ledger:` in the config)")
+    return path
+
+
+def _check_input(path: str) -> None:
+    if path != "-" and not Path(path).exists():
+        raise InputError(f"input file {path} does not exist")
+
+
+# -- the commands -----------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("input", metavar="INPUT")
+@_options(_config, _ledger, _prune, _resend, _max_deletes, _format, _sheet, _log_level)
+def plan(input: str, config_path: str | None, ledger: str | None, prune: bool,
+         resend_uncertain: bool, max_deletes: int, fmt: str | None, sheet: str | None,
+         log_level: str) -> None:
+    """Show what `bulkmeet sync` would do to make Gong match INPUT; send nothing.
+
+    Compares INPUT with the ledger by key: create (new keys), update (changed rows, with the
+    fields that changed), replace (organizer changed), unchanged, and with --prune delete (keys
+    no longer in INPUT). Invalid rows are listed too. Exit status: 0 when there is nothing to
+    do, 1 when a sync would send something, 2 on a usage or input error.
+    """
+    setup_logging(log_level)
+
+    def go() -> int:
+        cfg = load_config(config_path, format=fmt)
+        path = _ledger_path(ledger, cfg, "plan")
+        _check_input(input)
+        the_plan = read_plan(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
+                             sheet=sheet)
+        for w in the_plan.warnings:
+            log.warning(w)
+        for line in plan_lines(the_plan, max_deletes=max_deletes):
+            click.echo(line)
+        return EXIT_ROWS if the_plan.pending else EXIT_OK
+
+    guard(go)
+
+
+@main.command()
+@click.argument("input", metavar="INPUT")
+@_options(_config, _ledger, _prune, _yes, _max_deletes, _resend,
+          click.option("--out", help="Results file (.jsonl or .csv), appended to. Default: "
+                       "INPUT.results.jsonl beside the input."),
+          click.option("--fresh", is_flag=True, help="Start the results file anew."),
+          _rate, _concurrency, _format, _sheet, _insecure, _log_level)
+def sync(input: str, config_path: str | None, ledger: str | None, prune: bool, yes: bool,
+         max_deletes: int, resend_uncertain: bool, out: str | None, fresh: bool,
+         rate: str | None, concurrency: int | None, fmt: str | None, sheet: str | None,
+         insecure: bool, log_level: str) -> None:
+    """Make Gong match INPUT: create new rows, update changed ones, and with --prune delete
+    meetings whose rows are gone.
+
+    Plans against the ledger first (see `bulkmeet plan`), then sends through the same gate,
+    retries and results file as `run`; the ledger records each change as it lands, so running
+    the same command again after a stop resumes. Deletes (--prune, and replaces for a changed
+    organizer) need a yes at the prompt or --yes, and more than --max-deletes of them stop the
+    sync before anything is sent.
+    """
+    setup_logging(log_level)
+
+    def go() -> int:
+        cfg = load_config(config_path, concurrency=concurrency, format=fmt, **parse_rate(rate))
+        path = _ledger_path(ledger, cfg, "sync")
+        _check_input(input)
+        the_plan = read_plan(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
+                             sheet=sheet)
+        for w in the_plan.warnings:
+            log.warning(w)
+        click.echo(plan_head(the_plan), err=True)
+        check_deletes(the_plan, max_deletes)
+        deletes = the_plan.deletes
+        if deletes and not yes:
+            for c in deletes:
+                click.echo(change_line(c), err=True)
+            if not _interactive():
+                raise UsageError(f"this sync would delete {len(deletes)} meeting(s): confirm "
+                                 "with --yes (stdin is not a terminal); nothing was sent")
+            if not click.confirm(f"Delete {len(deletes)} meeting(s) in Gong?", err=True):
+                click.echo("bulkmeet: nothing was sent", err=True)
+                return EXIT_ROWS
+        results = out or default_out(input)
+
+        async def go_async(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
+            return await run_sync(cfg, the_plan, out=results, ledger_path=path, fresh=fresh,
+                                  resend_uncertain=resend_uncertain, insecure=insecure,
+                                  stop=stop, hard_stop=hard)
+
+        return asyncio.run(_carry_out(go_async, results))
+
+    guard(go)
+
+
+@main.command()
+@click.argument("results", metavar="RESULTS")
+@_options(_config, _ledger, _yes,
+          click.option("--dry-run", is_flag=True, help="Only show what would be deleted."),
+          click.option("--out", help="The undo's own results file (default: RESULTS with .undo "
+                       "before the suffix); running the same undo again resumes it."),
+          _rate, _concurrency, _insecure, _log_level)
+def undo(results: str, config_path: str | None, ledger: str | None, yes: bool, dry_run: bool,
+         out: str | None, rate: str | None, concurrency: int | None, insecure: bool,
+         log_level: str) -> None:
+    """Delete the meetings that the results file RESULTS records as created.
+
+    A meeting already gone (404) counts as deleted. With more than 20 meetings to delete this is
+    a dry run that lists them, unless --yes is given. With a ledger, the keys deleted are marked
+    so there, and a later sync creates them again if they are still in its input.
+    """
+    setup_logging(log_level)
+
+    def go() -> int:
+        cfg = load_config(config_path, concurrency=concurrency, **parse_rate(rate))
+        target = out or undo_out(results)
+        the_plan = plan_undo(results, out=target, ledger_path=ledger or cfg.ledger)
+        for w in the_plan.warnings:
+            log.warning(w)
+        lines = undo_lines(the_plan)
+        if dry_run or (len(the_plan.items) > UNDO_CONFIRM_OVER and not yes):
+            for line in lines:
+                click.echo(line)
+            if the_plan.items:
+                click.echo(f"bulkmeet: dry run, nothing was deleted; --yes deletes these "
+                           f"{len(the_plan.items)} meeting(s)", err=True)
+            return EXIT_ROWS if the_plan.items else EXIT_OK
+        click.echo(lines[0], err=True)
+
+        async def go_async(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
+            return await run_undo(cfg, the_plan, out=target, ledger_path=ledger or cfg.ledger,
+                                  insecure=insecure, stop=stop, hard_stop=hard)
+
+        return asyncio.run(_carry_out(go_async, target))
+
+    guard(go)
+
+
+async def _carry_out(fn: Callable[[asyncio.Event, asyncio.Event], Awaitable[RunStats]],
+                     out: str) -> int:
+    stop, hard = asyncio.Event(), asyncio.Event()
+    got: list[int] = []
+    with signals(stop, hard, got):
+        stats = await fn(stop, hard)
+    for line in summary_lines(stats, out):
+        click.echo(line, err=True)
+    if stats.auth_error is not None:
+        click.echo(f"bulkmeet: error: {stats.auth_error}", err=True)
+    return exit_code(stats, got)

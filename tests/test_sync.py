@@ -1,0 +1,433 @@
+"""plan, sync and undo: the sheet as the source of truth, against a sandbox that lives across runs.
+
+Each test starts one sandbox (no rate limit) and runs the commands in-process, pointed at it by
+GONG_BASE_URL, so what one "night" leaves in Gong is there for the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from bulkmeet.cli import main
+from bulkmeet.config import Config
+from bulkmeet.ledger import Ledger, LedgerEntry, read_ledger
+from bulkmeet.models import Record, Row, Status, payload_digest
+from bulkmeet.pool import Pipeline
+from bulkmeet.sandbox import SandboxSettings, SandboxThread, start_sandbox
+from bulkmeet.sync import Kind, describe_changes, make_plan, read_plan, run_sync
+
+from .helpers import CREDS, finals, last_by_key, write_csv
+
+ANA, BEA = "ana@seller.example", "bea@seller.example"
+
+
+def row(ext: str, *, day: int = 1, hour: int = 9, title: str | None = None,
+        organizer: str = ANA, guests: tuple[str, ...] = ("g1@client.example",)) -> list[str]:
+    """One input row with externalId `ext` (so a moved or renamed row keeps its key)."""
+    start = f"2026-12-{day:02d}T{hour:02d}:00:00Z"
+    end = f"2026-12-{day:02d}T{hour:02d}:30:00Z"
+    return [start, end, title or f"Meeting {ext}", organizer, ext, "; ".join(guests)]
+
+
+@pytest.fixture
+def sandbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[SandboxThread]:
+    with SandboxThread(SandboxSettings(rate=None)) as sb:
+        monkeypatch.setenv("GONG_BASE_URL", sb.url)
+        for k, v in CREDS.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.delenv("GONG_BEARER_TOKEN", raising=False)
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the quota file
+        yield sb
+
+
+Invoke = Callable[..., Result]
+
+
+@pytest.fixture
+def invoke(tmp_path: Path) -> Invoke:
+    def go(*args: str, input: str | None = None) -> Result:
+        argv = list(args)
+        if args[0] in ("sync", "undo"):
+            argv += ["--rate", "1000"]
+        return CliRunner().invoke(main, argv, input=input)
+
+    return go
+
+
+def methods(sb: SandboxThread) -> Counter[str]:
+    """API calls the sandbox answered, by method."""
+    return Counter(r.method for r in sb.state.log if r.status is not None)
+
+
+def by_ext(sb: SandboxThread) -> dict[str, dict[str, Any]]:
+    return {m["externalId"]: m for m in sb.state.meetings.values()}
+
+
+def assert_matches(sb: SandboxThread, rows: list[list[str]]) -> None:
+    """The sandbox holds exactly these rows' meetings, with their times, titles, guests."""
+    held = by_ext(sb)
+    assert set(held) == {r[4] for r in rows}
+    for start, end, title, organizer, ext, guests in rows:
+        m = held[ext]
+        assert datetime.fromisoformat(m["startTime"]) == datetime.fromisoformat(start)
+        assert datetime.fromisoformat(m["endTime"]) == datetime.fromisoformat(end)
+        assert (m["title"], m["organizerEmail"]) == (title, organizer)
+        assert sorted(i["email"] for i in m["invitees"]) == sorted(guests.split("; "))
+
+
+NIGHTS = [
+    [row("a"), row("b"), row("c"), row("d"), row("e")],
+    # b moved, c renamed, d gains a guest, e removed, f added; the order changes too
+    [row("f", day=3), row("d", guests=("g1@client.example", "g2@client.example")),
+     row("c", title="Renamed c"), row("b", day=2, hour=14), row("a")],
+    # a renamed, f moved, b removed, g added
+    [row("a", title="A again"), row("c", title="Renamed c"),
+     row("d", guests=("g1@client.example", "g2@client.example")), row("f", day=4),
+     row("g", day=5)],
+]
+
+
+def test_nightly_sheets_end_with_the_last_sheet_each_meeting_created_once(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path) -> None:
+    """Three nightly sheets synced in turn: Gong ends holding exactly the last sheet; each
+    meeting was created once; moves, renames and guest changes were PUTs on the same meeting id,
+    and only removed rows were deleted."""
+    ledger = tmp_path / "ledger.jsonl"
+    first_ids: dict[str, str] = {}
+    for n, sheet in enumerate(NIGHTS, start=1):
+        src = write_csv(tmp_path / f"night{n}.csv", sheet)
+        res = invoke("sync", str(src), "--ledger", str(ledger), "--prune", "--yes")
+        assert res.exit_code == 0, res.output
+        assert_matches(sandbox, sheet)
+        if n == 1:
+            first_ids = {ext: m["meetingId"] for ext, m in by_ext(sandbox).items()}
+    assert methods(sandbox) == {"POST": 7, "PUT": 5, "DELETE": 2}
+    assert set(sandbox.state.created_by_external_id.values()) == {1}
+    for ext in "acd":  # changed in place, never re-created
+        assert by_ext(sandbox)[ext]["meetingId"] == first_ids[ext]
+    night2 = Counter(r["status"] for r in finals(tmp_path / "night2.results.jsonl"))
+    assert night2 == {"deleted": 1, "created": 1, "updated": 3}
+    res = invoke("plan", str(tmp_path / "night3.csv"), "--ledger", str(ledger), "--prune")
+    assert res.exit_code == 0, res.output
+    assert "nothing to do" in res.stdout
+
+
+def test_plan_lists_changes_with_fields_sends_nothing_and_exits_1_until_in_step(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path) -> None:
+    """plan: exit 1 while there is something to do, 0 when not; an update names its changed
+    fields; invalid rows are listed and their meetings neither updated nor pruned; removed rows
+    are deleted only with --prune; no request is sent and no ledger file is made."""
+    ledger = tmp_path / "ledger.jsonl"
+    src = write_csv(tmp_path / "in.csv", [row("a"), row("b"), row("c")])
+    res = invoke("plan", str(src), "--ledger", str(ledger))
+    assert res.exit_code == 1, res.output
+    assert res.stdout.splitlines()[0] == "plan: 3 rows read: 3 to create"
+    assert "  create    line 2    a" in res.stdout
+    assert not ledger.exists()
+    assert sandbox.state.requests == 0
+
+    assert invoke("sync", str(src), "--ledger", str(ledger)).exit_code == 0
+    res = invoke("plan", str(src), "--ledger", str(ledger))
+    assert (res.exit_code, res.stdout.splitlines()[0]) == (0, "plan: 3 rows read: 3 unchanged")
+
+    bad = row("b")
+    bad[1] = "2026-12-01T08:00:00Z"  # ends before it starts
+    changed = write_csv(tmp_path / "in.csv", [row("a", title="Kickoff", hour=10), bad])
+    before = sandbox.state.requests
+    res = invoke("plan", str(changed), "--ledger", str(ledger), "--prune")
+    assert res.exit_code == 1, res.output
+    out = res.stdout
+    assert out.splitlines()[0] == "plan: 2 rows read: 1 to update, 1 to delete, 1 invalid"
+    update = next(line for line in out.splitlines() if line.startswith("  update"))
+    assert "title: 'Meeting a' -> 'Kickoff'" in update
+    assert "startTime: '2026-12-01T09:00:00+00:00' -> '2026-12-01T10:00:00+00:00'" in update
+    assert "invitees" not in update
+    assert "  invalid   line 3    b" in out and "is not after the start time" in out
+    assert "  delete    ledger    c" in out
+    assert "  delete    ledger    b" not in out  # an invalid row keeps its meeting
+    res = invoke("plan", str(changed), "--ledger", str(ledger))
+    assert "1 meeting(s) in the ledger are no longer in the input; --prune deletes them" \
+        in res.stdout
+    assert sandbox.state.requests == before
+
+
+def test_a_sync_over_max_deletes_or_unconfirmed_sends_nothing(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deletes beyond --max-deletes stop the sync before any request, creates included; without
+    --yes and no terminal it refuses; at a terminal "n" sends nothing and "y" deletes."""
+    ledger = tmp_path / "ledger.jsonl"
+    src = write_csv(tmp_path / "in.csv", [row(x) for x in "abcde"])
+    assert invoke("sync", str(src), "--ledger", str(ledger)).exit_code == 0
+    ledger_bytes = ledger.read_bytes()
+    before = sandbox.state.requests
+    night2 = write_csv(tmp_path / "in2.csv", [row("a"), row("b"), row("new")])
+
+    res = invoke("sync", str(night2), "--ledger", str(ledger), "--prune", "--yes",
+                 "--max-deletes", "2")
+    assert res.exit_code == 2, res.output
+    assert ("bulkmeet: error: this sync would delete 3 meetings, more than --max-deletes 2; "
+            "nothing was sent") in res.stderr
+    res = invoke("sync", str(night2), "--ledger", str(ledger), "--prune")
+    assert res.exit_code == 2, res.output
+    assert "confirm with --yes (stdin is not a terminal); nothing was sent" in res.stderr
+    monkeypatch.setattr("bulkmeet.cli.sync._interactive", lambda: True)
+    res = invoke("sync", str(night2), "--ledger", str(ledger), "--prune", input="n\n")
+    assert res.exit_code == 1, res.output
+    assert "Delete 3 meeting(s) in Gong?" in res.stderr
+    assert sandbox.state.requests == before
+    assert ledger.read_bytes() == ledger_bytes
+
+    res = invoke("sync", str(night2), "--ledger", str(ledger), "--prune", input="y\n")
+    assert res.exit_code == 0, res.output
+    assert set(by_ext(sandbox)) == {"a", "b", "new"}
+    assert methods(sandbox)["DELETE"] == 3
+
+
+def test_a_changed_organizer_replaces_the_meeting(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path) -> None:
+    """A meeting belongs to its organizer (PUT cannot move it): a new organizer is a delete of
+    the old meeting and a create, counted as a delete for the confirmation."""
+    ledger = tmp_path / "ledger.jsonl"
+    src = write_csv(tmp_path / "in.csv", [row("a"), row("b")])
+    assert invoke("sync", str(src), "--ledger", str(ledger)).exit_code == 0
+    old_id = by_ext(sandbox)["b"]["meetingId"]
+    moved = write_csv(tmp_path / "in.csv", [row("a"), row("b", organizer=BEA)])
+    res = invoke("plan", str(moved), "--ledger", str(ledger))
+    assert "  replace   line 3    b" in res.stdout
+    assert f"organizerEmail: '{ANA}' -> '{BEA}'" in res.stdout
+    assert invoke("sync", str(moved), "--ledger", str(ledger)).exit_code == 2  # not confirmed
+    res = invoke("sync", str(moved), "--ledger", str(ledger), "--yes")
+    assert res.exit_code == 0, res.output
+    assert_matches(sandbox, [row("a"), row("b", organizer=BEA)])
+    assert old_id not in sandbox.state.meetings
+    assert methods(sandbox) == {"POST": 3, "DELETE": 1}
+    assert invoke("plan", str(moved), "--ledger", str(ledger)).exit_code == 0
+
+
+def test_a_replace_whose_delete_fails_creates_nothing(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path) -> None:
+    """If the old meeting cannot be deleted (here Gong answers 400), the new one is not created:
+    one row never ends up with two meetings."""
+    ledger = tmp_path / "ledger.jsonl"
+    led = Ledger.open(ledger)
+    led.write("b", "created", meeting_id="not-a-number", payload_hash="h", organizer=ANA)
+    led.close()
+    src = write_csv(tmp_path / "in.csv", [row("b", organizer=BEA)])
+    res = invoke("sync", str(src), "--ledger", str(ledger), "--yes")
+    assert res.exit_code == 1, res.output
+    assert methods(sandbox) == {"DELETE": 1}
+    assert [(r["status"], r["httpStatus"]) for r in finals(tmp_path / "in.results.jsonl")] == [
+        ("failed", 400), ("not_sent", None)]
+
+
+def test_an_uncertain_create_is_not_sent_again_without_resend_uncertain(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path) -> None:
+    """A key whose create was cut off (ledger: sending, never created) is reported uncertain
+    and not POSTed; --resend-uncertain creates it."""
+    ledger = tmp_path / "ledger.jsonl"
+    led = Ledger.open(ledger)
+    led.write("c", "sending", payload_hash="x")
+    led.close()
+    src = write_csv(tmp_path / "in.csv", [row("a"), row("c")])
+    res = invoke("plan", str(src), "--ledger", str(ledger))
+    assert "  uncertain line 3    c: a create for this key was cut off" in res.stdout
+    res = invoke("sync", str(src), "--ledger", str(ledger))
+    assert res.exit_code == 1, res.output
+    assert set(by_ext(sandbox)) == {"a"}
+    assert last_by_key(tmp_path / "in.results.jsonl")["c"]["status"] == "uncertain"
+    res = invoke("sync", str(src), "--ledger", str(ledger), "--resend-uncertain")
+    assert res.exit_code == 0, res.output
+    assert set(by_ext(sandbox)) == {"a", "c"}
+    assert sandbox.state.creates == 2
+
+
+@pytest.mark.parametrize("stop_after", [1, 4])
+def test_an_interrupted_sync_resumes_without_doing_a_change_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_after: int) -> None:
+    """Night 2 has 2 deletes, 3 updates and 2 creates. Stopped after 1 change (in the delete
+    phase) or 4 (in the second), then planned and synced again: every change was sent exactly
+    once and Gong matches the sheet."""
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    night1 = [row(x) for x in "abcdef"]
+    night2 = [row("a", title="A2"), row("b", day=2), row("c", hour=12), row("d"), row("g"),
+              row("h")]
+    ledger, out = str(tmp_path / "ledger.jsonl"), str(tmp_path / "out.jsonl")
+
+    async def scenario() -> None:
+        sb = await start_sandbox(SandboxSettings(rate=None))
+        cfg = Config(base_url=sb.url, rate=1000.0, rate_ceiling=1000.0, concurrency=1,
+                     quota_file=str(tmp_path / "quota.json"))
+        src1 = str(write_csv(tmp_path / "n1.csv", night1))
+        src2 = str(write_csv(tmp_path / "n2.csv", night2))
+        try:
+            await run_sync(cfg, read_plan(cfg, src1, ledger), out=out, ledger_path=ledger)
+            done_before = sb.state.log.copy()
+            plan = read_plan(cfg, src2, ledger, prune=True)
+            assert plan.counts() == {Kind.DELETE: 2, Kind.UPDATE: 3, Kind.CREATE: 2,
+                                     Kind.UNCHANGED: 1}
+            stop = asyncio.Event()
+            landed: list[str] = []
+
+            def spy(pipeline: Pipeline) -> None:
+                """Set the stop as the K-th change is recorded (the writer is shared)."""
+                record = pipeline.writer.record
+                if getattr(record, "spy", False):
+                    return
+
+                def counting(rec: Record) -> None:
+                    record(rec)
+                    if rec.status in (Status.CREATED, Status.UPDATED, Status.DELETED):
+                        landed.append(rec.key)
+                        if len(landed) == stop_after:
+                            stop.set()
+
+                counting.spy = True  # type: ignore[attr-defined]
+                pipeline.writer.record = counting  # type: ignore[method-assign,assignment]
+
+            stats = await run_sync(cfg, plan, out=out, ledger_path=ledger, stop=stop,
+                                   on_start=spy)
+            assert stats.interrupted and len(landed) == stop_after
+            assert stats.counts["not_sent"] == 7 - stop_after
+            rest = read_plan(cfg, src2, ledger, prune=True)
+            assert sum(rest.count(k) for k in (Kind.DELETE, Kind.UPDATE, Kind.CREATE)) == \
+                7 - stop_after
+            await run_sync(cfg, rest, out=out, ledger_path=ledger)
+            sent = [(r.method, r.path) for r in sb.state.log if r not in done_before]
+            assert Counter(m for m, _ in sent) == {"DELETE": 2, "PUT": 3, "POST": 2}
+            assert len(set(sent) - {("POST", "/v2/meetings")}) == 5  # no PUT or DELETE twice
+            assert not read_plan(cfg, src2, ledger, prune=True).pending
+            held = {m["externalId"]: m["title"] for m in sb.state.meetings.values()}
+            assert held == {"a": "A2", "b": "Meeting b", "c": "Meeting c", "d": "Meeting d",
+                            "g": "Meeting g", "h": "Meeting h"}
+        finally:
+            await sb.close()
+
+    asyncio.run(scenario())
+
+
+def test_undo_leaves_gong_as_it_was_before_the_run(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path) -> None:
+    """Meetings that existed before a run survive its undo; what the run created is deleted
+    (one already gone counts as deleted); the ledger then plans them as creates again; a second
+    undo sends nothing."""
+    earlier = write_csv(tmp_path / "earlier.csv", [row("old1"), row("old2")])
+    assert invoke("sync", str(earlier), "--ledger", str(tmp_path / "l0.jsonl")).exit_code == 0
+    before = copy.deepcopy(sandbox.state.meetings)
+    ledger = tmp_path / "ledger.jsonl"
+    src = write_csv(tmp_path / "in.csv", [row(f"n{i}") for i in range(5)])
+    res = invoke("run", str(src), "--ledger", str(ledger), "--rate", "1000")
+    assert res.exit_code == 0, res.output
+    results = tmp_path / "in.results.jsonl"
+    gone = by_ext(sandbox)["n3"]["meetingId"]
+    del sandbox.state.meetings[gone]  # deleted by hand meanwhile (the sandbox is idle)
+
+    res = invoke("undo", str(results), "--ledger", str(ledger))
+    assert res.exit_code == 0, res.output
+    assert "undo: 5 meeting(s) to delete" in res.stderr
+    assert sandbox.state.meetings == before
+    undone = last_by_key(tmp_path / "in.results.undo.jsonl")
+    assert {k: r["status"] for k, r in undone.items()} == {f"n{i}": "deleted" for i in range(5)}
+    assert undone["n3"]["httpStatus"] == 404
+    entries, _ = read_ledger(ledger)
+    assert all(e.deleted for e in entries.values())
+    res = invoke("plan", str(src), "--ledger", str(ledger))
+    assert res.stdout.splitlines()[0] == "plan: 5 rows read: 5 to create"
+
+    requests = sandbox.state.requests
+    res = invoke("undo", str(results), "--ledger", str(ledger))
+    assert res.exit_code == 0, res.output
+    assert "undo: 0 meeting(s) to delete (5 deleted by an earlier undo)" in res.stderr
+    assert sandbox.state.requests == requests
+
+
+def test_undo_of_many_meetings_is_a_dry_run_without_yes(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path) -> None:
+    """21 meetings to undo: the plan is printed, nothing is deleted, exit 1; --yes deletes."""
+    src = write_csv(tmp_path / "in.csv", [row(f"n{i}", day=1 + i % 28) for i in range(21)])
+    assert invoke("run", str(src), "--rate", "1000").exit_code == 0
+    results = str(tmp_path / "in.results.jsonl")
+    res = invoke("undo", results)
+    assert res.exit_code == 1, res.output
+    assert res.stdout.splitlines()[0] == "undo: 21 meeting(s) to delete"
+    assert len(res.stdout.splitlines()) == 22
+    assert "dry run, nothing was deleted; --yes deletes these 21 meeting(s)" in res.stderr
+    assert len(sandbox.state.meetings) == 21
+    res = invoke("undo", results, "--yes")
+    assert res.exit_code == 0, res.output
+    assert sandbox.state.meetings == {}
+
+
+# -- the planner alone ------------------------------------------------------------------------
+
+
+def _valid(line: int, key: str, **payload: Any) -> Row:
+    body = {"startTime": "2026-12-01T09:00:00+00:00", "endTime": "2026-12-01T09:30:00+00:00",
+            "invitees": [], "organizerEmail": ANA, "externalId": key, **payload}
+    return Row(line, key, body)
+
+
+def _entry(row: Row) -> LedgerEntry:
+    assert row.payload is not None
+    return LedgerEntry(meeting_id="1" + row.key.encode().hex(), organizer=ANA,
+                       payload_hash=payload_digest(row.payload), payload=row.payload)
+
+
+def test_an_invalid_row_without_a_readable_key_holds_every_prune() -> None:
+    """An invalid row whose key is only a hash of its cells could be any ledger meeting: with
+    --prune nothing is deleted, each delete is `held`; with a readable key only that one is
+    kept."""
+    a, b = _valid(2, "a"), _valid(3, "b")
+    entries = {"a": _entry(a), "b": _entry(b), "c": _entry(_valid(4, "c"))}
+    blind = Row(3, "r:0123abcd", None, ("line 3: bad",))
+    plan = make_plan([a, blind], entries, prune=True)
+    assert [(c.kind, c.key) for c in plan.changes] == [
+        (Kind.UNCHANGED, "a"), (Kind.INVALID, "r:0123abcd"), (Kind.HELD, "b"), (Kind.HELD, "c")]
+    assert not plan.pending
+    plan = make_plan([a, Row(3, "b", None, ("line 3: bad",))], entries, prune=True)
+    assert [(c.kind, c.key) for c in plan.changes][1:] == [(Kind.INVALID, "b"),
+                                                           (Kind.DELETE, "c")]
+
+
+def test_rows_without_external_id_are_warned_about() -> None:
+    """A content-keyed row cannot be updated in place once moved: the plan says so."""
+    body = {"startTime": "2026-12-01T09:00:00+00:00", "endTime": "2026-12-01T09:30:00+00:00",
+            "invitees": [], "organizerEmail": ANA}
+    plan = make_plan([Row(2, "h:00", body), _valid(3, "a")], {})
+    assert len(plan.warnings) == 1
+    assert plan.warnings[0].startswith("1 row(s) have no externalId")
+    assert make_plan([_valid(3, "a")], {}).warnings == []
+
+
+def test_describe_changes_names_each_field_and_invitee() -> None:
+    """Scalar fields show old -> new; invitees show who was added and removed."""
+    old = {"title": "A", "invitees": [{"email": "x@e.example"}, {"email": "y@e.example"}]}
+    new = {"title": "B", "invitees": [{"email": "Y@e.example"}, {"email": "z@e.example"}]}
+    assert describe_changes(old, new) == ("title: 'A' -> 'B'",
+                                          "invitees: +z@e.example, -x@e.example")
+    assert describe_changes(old, old) == ()
+
+
+def test_the_ledger_keeps_the_last_payload_and_read_ledger_writes_nothing(
+        tmp_path: Path) -> None:
+    """`payload` given to write() comes back on the entry after a reopen; read_ledger of a
+    missing file gives no entries and makes no file."""
+    path = tmp_path / "l.jsonl"
+    assert read_ledger(path) == ({}, [])
+    assert not path.exists()
+    led = Ledger.open(path)
+    led.write("k", "created", meeting_id="9", payload_hash="h", payload={"title": "T"})
+    led.write("k", "sending")
+    led.close()
+    entries, _ = read_ledger(path)
+    assert entries["k"].payload == {"title": "T"} and entries["k"].in_flight
