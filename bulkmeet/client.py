@@ -245,13 +245,17 @@ class GongClient:
         return await self._send("DELETE", f"{MEETINGS_PATH}/{meeting_id}",
                                 {"organizerEmail": organizer_email}, delete=meeting_id)
 
-    async def integration_status(self, emails: list[str]) -> tuple[int, Any]:
-        """POST /v2/meetings/integration/status; returns (status, body). 401/403 raise."""
-        outcome_or_body = await self._request("POST", STATUS_PATH, {"emails": emails})
-        status, body, headers = outcome_or_body
-        if status in (401, 403):
-            classify(status, body, headers)
-        return status, body
+    async def integration_status(self, emails: list[str]) -> tuple[int, Any] | Outcome:
+        """POST /v2/meetings/integration/status: (200, body) when answered 200; otherwise the
+        outcome as for a create (RateLimited with its Retry-After, Retryable, Rejected), or
+        Retryable when no answer came (asking again is harmless). 401/403 raise AuthError."""
+        try:
+            status, body, headers = await self._request("POST", STATUS_PATH, {"emails": emails})
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Retryable(None, f"no answer from {self.base_url}: {type(exc).__name__}: {exc}")
+        if status == 200:
+            return status, body
+        return classify(status, body, headers)
 
     async def _request(
         self, method: str, path: str, payload: Mapping[str, Any]

@@ -1,0 +1,312 @@
+"""Look before sending: what `bulkmeet validate` and `bulkmeet check` find. No printing here.
+
+- `Triage` is run's reader stage without the network: each row is mapped, then left out by the
+  filter (skipped), found invalid, found to repeat an earlier row's key (duplicate: the second of
+  two is not sent), or would be sent. Its `Verdict.record` is the record `run` would write.
+- `preflight` asks Gong, through POST /v2/meetings/integration/status (at most 100 emails a
+  call, each call through the rate gate and counted in the daily quota), whether every distinct
+  organizer of the input's valid rows is a Gong user whose integration is valid. The first
+  answer proves the credentials; a 401/403 raises AuthError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from .client import Credentials, GongClient, Lost, RateLimited, Rejected, Retryable, backoff_delay
+from .config import Config
+from .errors import UsageError
+from .gate import Gate
+from .job import SANDBOX_CREDENTIALS, check_base_url, make_gate, sandbox_if
+from .mapping import Mapper
+from .models import RawRow, Record, Row, Status
+from .quota import DailyQuota, default_quota_path
+from .reader import read_rows
+from .results import iter_entries
+
+__all__ = [
+    "MAX_EMAILS_PER_CALL",
+    "Organizer",
+    "Preflight",
+    "Triage",
+    "Verdict",
+    "ask_gong",
+    "check_out_path",
+    "preflight",
+]
+
+MAX_EMAILS_PER_CALL: Final = 100  # the API's limit for integration/status
+LINES_SHOWN: Final = 5  # lines named per organizer in a report
+# What validate --out may overwrite: a file holding nothing but what validate itself writes.
+_VALIDATE_STATUSES: Final = frozenset({Status.INVALID.value, Status.DUPLICATE.value,
+                                       Status.SKIPPED.value})
+
+
+# --- validate ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What `run` would do with one row. `record` is None when the row would be sent; otherwise
+    it is the skipped, invalid or duplicate record run writes for it."""
+
+    row: Row
+    record: Record | None
+    warnings: tuple[str, ...] = ()
+    first_line: int | None = None  # for a duplicate: the line whose key it repeats
+
+    @property
+    def status(self) -> Status | None:
+        return None if self.record is None else self.record.status
+
+
+class Triage:
+    """Map rows and sort them the way run's reader stage does (see pool.Pipeline._triage).
+
+    `counts` has rows, valid, invalid, duplicate and skipped so far.
+    """
+
+    def __init__(self, mapper: Mapper) -> None:
+        self.mapper = mapper
+        self.counts: Counter[str] = Counter()
+        self._seen: dict[str, int] = {}
+
+    def __call__(self, raw: RawRow) -> Verdict:
+        row = self.mapper.map(raw)
+        warnings = tuple(self.mapper.drain_warnings())
+        self.counts["rows"] += 1
+        record: Record | None = None
+        first = None
+        if row.skipped_reason is not None:
+            record = Record(row.line, row.key, Status.SKIPPED, errors=(row.skipped_reason,))
+        elif not row.valid:
+            record = Record(row.line, row.key, Status.INVALID,
+                            errors=row.errors or ("the row has no payload",))
+        else:
+            first = self._seen.get(row.key)
+            if first is not None:
+                record = Record(row.line, row.key, Status.DUPLICATE, errors=(
+                    f"line {row.line}: same key {row.key!r} as line {first}; not sent twice",))
+            else:
+                self._seen[row.key] = row.line
+        self.counts["valid" if record is None else record.status.value] += 1
+        return Verdict(row, record, warnings, first)
+
+    @property
+    def all_valid(self) -> bool:
+        """What validate's exit code says: no invalid row and no duplicate (skipped is fine)."""
+        return not self.counts["invalid"] and not self.counts["duplicate"]
+
+
+def check_out_path(out: str, input_path: str) -> None:
+    """validate --out starts its file anew, so refuse one that is the input or that holds a
+    run's results (overwriting those would make a re-run create meetings twice)."""
+    path = Path(out)
+    if not path.exists():
+        return
+    if input_path != "-" and Path(input_path).exists() and path.samefile(input_path):
+        raise UsageError(f"--out {out} is the input file")
+    if path.is_dir():
+        raise UsageError(f"--out {out} is a directory")
+    for entry in iter_entries(path, []):
+        if entry.get("status") not in _VALIDATE_STATUSES:
+            raise UsageError(f"--out {out} holds the results of a run (a {entry.get('status')!r} "
+                             "record); choose another file: validate starts its file anew")
+
+
+# --- check: the preflight ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Organizer:
+    """One distinct organizerEmail of the input (compared case-insensitively), and what Gong
+    said about it. `error` is Gong's userFacingError, or why the address could not be checked."""
+
+    email: str
+    rows: int = 0
+    lines: list[int] = field(default_factory=list)  # the first LINES_SHOWN lines
+    exists: bool | None = None
+    valid: bool | None = None
+    error: str | None = None
+    fix_url: str | None = None
+    help_url: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exists is True and self.valid is True
+
+    @property
+    def problem(self) -> str | None:
+        """A short name for what is wrong, None when nothing is."""
+        if self.ok:
+            return None
+        if self.exists is None:
+            return "not checked"
+        if not self.exists:
+            return "not a Gong user"
+        return "integration not valid"
+
+    def add_line(self, line: int) -> None:
+        self.rows += 1
+        if len(self.lines) < LINES_SHOWN:
+            self.lines.append(line)
+
+
+@dataclass(slots=True)
+class Preflight:
+    """What `check` found. `organizers` are in the order the input first names them."""
+
+    organizers: list[Organizer]
+    counts: Counter[str]
+    requests: int = 0
+    answered: int = 0  # HTTP answers (401/403 raise instead): the credentials were accepted
+    error: str | None = None  # why some organizers could not be checked
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(o.ok for o in self.organizers)
+
+
+def collect_organizers(raws: Iterable[RawRow], triage: Triage) -> list[Organizer]:
+    """The distinct organizers of the rows that would be sent, first spelling kept."""
+    found: dict[str, Organizer] = {}
+    for raw in raws:
+        verdict = triage(raw)
+        payload = verdict.row.payload
+        if verdict.record is not None or payload is None:
+            continue
+        email = str(payload["organizerEmail"])
+        organizer = found.get(email.lower())
+        if organizer is None:
+            organizer = found[email.lower()] = Organizer(email)
+        organizer.add_line(verdict.row.line)
+    return list(found.values())
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _apply_answer(batch: Sequence[Organizer], body: Any) -> None:
+    users = body.get("users") if isinstance(body, dict) else None
+    if not isinstance(users, list):
+        _fail(batch, "Gong answered 200 without a list of users")
+        return
+    by_email = {str(u.get("email", "")).lower(): u for u in users if isinstance(u, dict)}
+    for organizer in batch:
+        user = by_email.get(organizer.email.lower())
+        if user is None:
+            organizer.error = "Gong's answer does not mention this address"
+            continue
+        organizer.exists = user.get("exists") is True
+        organizer.valid = organizer.exists and user.get("valid") is True
+        if not organizer.ok:
+            organizer.error = _text(user.get("userFacingError")) or (
+                "Gong gave no reason" if organizer.exists else None)
+            organizer.fix_url = _text(user.get("fixUrl"))
+            organizer.help_url = _text(user.get("helpUrl"))
+
+
+def _fail(batch: Sequence[Organizer], reason: str) -> None:
+    for organizer in batch:
+        organizer.error = reason
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def ask_gong(
+    report: Preflight,
+    client: GongClient,
+    gate: Gate,
+    cfg: Config,
+    *,
+    quota: DailyQuota | None = None,
+    sleep: Sleep = asyncio.sleep,
+    rng: random.Random | None = None,
+) -> None:
+    """Fill in what Gong says of each organizer of `report`, and its requests, answered and
+    error. With no organizers it still asks once, with no emails, to prove the credentials.
+    Each call waits for the gate; a 429 pauses it (up to cfg.max_wait); a 5xx or a lost answer
+    is retried up to cfg.max_attempts with backoff. AuthError (401/403) propagates."""
+    rng = rng or random.Random()
+    organizers = report.organizers
+    batches = [organizers[i:i + MAX_EMAILS_PER_CALL]
+               for i in range(0, len(organizers), MAX_EMAILS_PER_CALL)] or [[]]
+    for n, batch in enumerate(batches):
+        failures = 0
+        while True:
+            await gate.acquire()
+            if quota is not None:
+                quota.spend()
+            report.requests += 1
+            answer = await client.integration_status([o.email for o in batch])
+            if not isinstance(answer, Retryable | Lost) or answer.http_status is not None:
+                report.answered += 1
+            if isinstance(answer, tuple):
+                _apply_answer(batch, answer[1])
+                break
+            if isinstance(answer, RateLimited):
+                wait = cfg.retry_after_default if answer.retry_after is None \
+                    else answer.retry_after
+                if wait > cfg.max_wait:
+                    report.error = (f"Gong's rate limit asks to wait {wait:.0f}s, more than "
+                                    f"max_wait ({cfg.max_wait:g}s)")
+                    break
+                gate.pause(wait)
+                continue
+            if isinstance(answer, Retryable | Lost):
+                failures += 1
+                if failures < cfg.max_attempts:
+                    await sleep(backoff_delay(failures, base=cfg.backoff_base,
+                                              cap=cfg.backoff_max, rand=rng.random()))
+                    continue
+                report.error = f"{answer.message} (tried {failures} times)"
+            elif isinstance(answer, Rejected):
+                report.error = f"Gong answered {answer.http_status}: " + "; ".join(answer.errors)
+            else:  # pragma: no cover - a 200 comes back as a tuple, never as Created
+                report.error = f"unexpected answer {answer!r}"
+            break
+        if report.error is not None:
+            for rest in batches[n:]:
+                _fail(rest, report.error)
+            return
+
+
+async def preflight(
+    cfg: Config,
+    input_path: str,
+    *,
+    sheet: str | None = None,
+    sandbox: bool = False,
+    insecure: bool = False,
+    mapper: Mapper | None = None,
+) -> Preflight:
+    """Read and map the input (no network), then ask Gong about its organizers."""
+    credentials = (Credentials.basic(*SANDBOX_CREDENTIALS) if sandbox
+                   else Credentials.from_env())
+    triage = Triage(mapper or Mapper.from_config(cfg))
+    with read_rows(input_path, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
+                   sheet=sheet) as raws:
+        organizers = collect_organizers(raws, triage)
+    report = Preflight(organizers, triage.counts)
+    async with sandbox_if(sandbox, cfg) as cfg:
+        check_base_url(cfg.base_url, insecure=insecure)
+        quota = None if sandbox else DailyQuota(
+            cfg.daily_budget,
+            Path(cfg.quota_file) if cfg.quota_file else default_quota_path(cfg.base_url),
+            reset=cfg.quota_reset, tz=cfg.quota_timezone)
+        async with GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
+                              connections=1) as client:
+            try:
+                await ask_gong(report, client, make_gate(cfg), cfg, quota=quota)
+            finally:
+                if quota is not None:
+                    quota.save()
+    return report

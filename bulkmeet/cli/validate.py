@@ -1,0 +1,294 @@
+"""`bulkmeet validate` and `bulkmeet check`, and the input options run shares with them
+(--preset, --organizer, --timezone; mapping paths relative to the config file)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+import orjson
+
+from ..check import Organizer, Preflight, Triage, check_out_path, preflight
+from ..config import Config
+from ..errors import UsageError
+from ..mapping import Mapper
+from ..models import Status
+from ..presets import PRESETS
+from ..reader import read_rows
+from ..results import ResultsWriter
+from .common import EXIT_OK, EXIT_ROWS, guard, load_config, main, parse_rate, setup_logging
+
+# Exports whose times are the exporting computer's wall clock, with no zone in the file (Outlook
+# and Google read such CSVs back in the user's own zone, so bulkmeet does the same by default).
+LOCAL_TIME_PRESETS: Final = frozenset({"outlook", "google"})
+# mapping keys (or key paths) that hold a CSV path; relative ones are read from the config's folder
+_PATH_KEYS: Final = (("invitee_directory",), ("organizerEmail", "directory"),
+                     ("invitees", "directory"))
+
+log = logging.getLogger("bulkmeet")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# --- options shared with run -------------------------------------------------------------------
+
+
+def mapping_options(fn: F) -> F:
+    """--preset, --organizer and --timezone, for every command that maps an input."""
+    fn = click.option("--timezone", "tz", metavar="ZONE",
+                      help="IANA zone for times without an offset (e.g. Europe/Berlin); "
+                      "overrides the config's `timezone`.")(fn)
+    fn = click.option("--organizer", metavar="EMAIL",
+                      help="Organizer of every meeting: sets mapping.organizerEmail to "
+                      "{const: EMAIL} (for exports without one, e.g. Google's).")(fn)
+    fn = click.option("--preset", type=click.Choice(sorted(PRESETS)),
+                      help="Mapping for a known export layout; the config's `mapping:` keys "
+                      "override the preset's.")(fn)
+    return fn
+
+
+def local_zone(env: Mapping[str, str] | None = None) -> str | None:
+    """This computer's IANA zone name: $TZ, else /etc/localtime's link, else /etc/timezone."""
+    env = os.environ if env is None else env
+    candidates = []
+    tz = env.get("TZ", "").removeprefix(":")
+    if tz:
+        candidates.append(tz.split("/zoneinfo/", 1)[-1])
+    try:
+        target = os.path.realpath("/etc/localtime")
+        if "/zoneinfo/" in target:
+            candidates.append(target.split("/zoneinfo/", 1)[1])
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    except (OSError, UnicodeDecodeError):
+        pass
+    for name in candidates:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            continue
+        return name
+    return None
+
+
+def anchor_paths(mapping: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+    """A copy of `mapping` whose relative directory CSV paths start at `base_dir`."""
+    out = dict(mapping)
+    for keys in _PATH_KEYS:
+        parent: dict[str, Any] = out
+        for key in keys[:-1]:
+            child = parent.get(key)
+            if not isinstance(child, Mapping):
+                break
+            parent[key] = parent = dict(child)
+        else:
+            value = parent.get(keys[-1])
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                parent[keys[-1]] = str(base_dir / value)
+    return out
+
+
+def input_config(config_path: str | None, *, preset: str | None = None,
+                 organizer: str | None = None, tz: str | None = None,
+                 **overrides: Any) -> tuple[Config, list[str]]:
+    """The config with the mapping flags applied, and notes for the user.
+
+    Flags beat the file: --preset replaces mapping.preset (the file's other mapping keys still
+    override the preset's), --organizer replaces mapping.organizerEmail. Relative directory paths
+    in the file are read from the file's folder. With a local-time preset and no zone set, times
+    are read in this computer's zone, and a note says so.
+    """
+    cfg = load_config(config_path, timezone=tz, **overrides)
+    mapping = dict(cfg.mapping)
+    if config_path is not None:
+        mapping = anchor_paths(mapping, Path(config_path).resolve().parent)
+    if preset is not None:
+        mapping["preset"] = preset
+    if organizer is not None:
+        mapping["organizerEmail"] = {"const": organizer}
+    notes = []
+    changes: dict[str, Any] = {"mapping": mapping}
+    if (mapping.get("preset") in LOCAL_TIME_PRESETS and cfg.timezone is None
+            and mapping.get("timezone_column") is None):
+        zone = local_zone()
+        if zone is not None:
+            changes["timezone"] = zone
+            notes.append(f"times are read in this computer's time zone, {zone} (the "
+                         f"{mapping['preset']} export has none); set `timezone:` or --timezone "
+                         "to choose another")
+    return cfg.replace(**changes), notes
+
+
+def echo_notes(notes: list[str]) -> None:
+    for note in notes:
+        click.echo(f"bulkmeet: note: {note}", err=True)
+
+
+def _input_options(fn: F) -> F:
+    fn = click.option("--sheet", help="Worksheet name for .xlsx input (default: the first).")(fn)
+    fn = click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "xlsx"]),
+                      help="Input format (default: from the extension; needed for stdin).")(fn)
+    fn = mapping_options(fn)
+    fn = click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                      help="YAML config file.")(fn)
+    return click.argument("input", metavar="INPUT")(fn)
+
+
+def _require(input: str) -> None:
+    if input != "-" and not Path(input).exists():
+        raise UsageError(f"input file {input} does not exist")
+
+
+def _lines(organizer: Organizer) -> str:
+    shown = ", ".join(map(str, organizer.lines))
+    more = ", …" if organizer.rows > len(organizer.lines) else ""
+    rows = "1 row" if organizer.rows == 1 else f"{organizer.rows} rows"
+    return f"{rows}: line{'s' if organizer.rows > 1 else ''} {shown}{more}"
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    parts = [f"{counts.get(k, 0)} {k}" for k in ("valid", "invalid", "duplicate", "skipped")
+             if counts.get(k) or k == "valid"]
+    return f"{counts.get('rows', 0)} rows read: " + ", ".join(parts)
+
+
+# --- validate ----------------------------------------------------------------------------------
+
+
+@main.command()
+@_input_options
+@click.option("--show", type=click.IntRange(min=0), default=3, show_default=True, metavar="N",
+              help="Print the first N payloads exactly as they would be sent.")
+@click.option("--out", help="Write the records run would write for the rows it would not send "
+              "(invalid, duplicate, skipped), as a results file (.jsonl, or .csv). Started anew.")
+def validate(input: str, config_path: str | None, preset: str | None, organizer: str | None,
+             tz: str | None, fmt: str | None, sheet: str | None, show: int,
+             out: str | None) -> None:
+    """Check INPUT offline: read it, map every row and find what run would not send.
+
+    Prints each row's problems, duplicate keys (the second of two rows with one key is not
+    sent) and rows the filter skips, then the first payloads as they would be sent. Nothing
+    goes over the network. Exit 0 when every row is valid (skipped rows are fine), 1 when some
+    row is invalid or a duplicate, 2 for a bad command line, config or unreadable input.
+    """
+    setup_logging("warning")
+
+    def go() -> int:
+        cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
+                                  format=fmt)
+        _require(input)
+        if out is not None:
+            check_out_path(out, input)
+        mapper = Mapper.from_config(cfg)
+        echo_notes(notes)
+        rows = read_rows(input, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
+                         sheet=sheet)
+        writer = ResultsWriter(out, fresh=True) if out is not None else None
+        triage = Triage(mapper)
+        shown = 0
+        try:
+            with rows:
+                missing = mapper.missing_columns(rows.columns) if rows.columns else []
+                if missing:
+                    click.echo(f"the input has no column {', '.join(map(repr, missing))}, which "
+                               f"the mapping needs for every row (columns: "
+                               f"{', '.join(map(repr, rows.columns or ()))})")
+                for raw in rows:
+                    verdict = triage(raw)
+                    row, record = verdict.row, verdict.record
+                    for warning in verdict.warnings:
+                        click.echo(f"line {row.line}: warning: {warning}")
+                    if record is None:
+                        if shown < show:
+                            shown += 1
+                            click.echo(f"line {row.line}: would send POST /v2/meetings")
+                            click.echo("  " + orjson.dumps(row.payload).decode())
+                        continue
+                    if writer is not None:
+                        writer.record(record)
+                    if verdict.first_line is not None:
+                        click.echo(f"line {row.line}: duplicate: same key {row.key!r} as line "
+                                   f"{verdict.first_line}; run would not send it")
+                    elif record.status is Status.SKIPPED:
+                        click.echo(f"line {row.line}: skipped: {record.errors[0]}")
+                    else:
+                        click.echo(f"line {row.line}: invalid")
+                        for error in record.errors:
+                            click.echo(f"  {error}")
+        finally:
+            if writer is not None:
+                writer.close()
+        click.echo(f"bulkmeet: {_counts(triage.counts)}")
+        if out is not None:
+            click.echo(f"  records of rows not sent: {out}")
+        return EXIT_OK if triage.all_valid else EXIT_ROWS
+
+    guard(go)
+
+
+# --- check -------------------------------------------------------------------------------------
+
+
+@main.command()
+@_input_options
+@click.option("--rate", help="Requests per second (default 3).")
+@click.option("--sandbox", is_flag=True, help="Ask the built-in fake Gong server on a free "
+              "loopback port.")
+@click.option("--insecure", is_flag=True, help="Allow a base URL that is plain http.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="warning", show_default=True)
+def check(input: str, config_path: str | None, preset: str | None, organizer: str | None,
+          tz: str | None, fmt: str | None, sheet: str | None, rate: str | None, sandbox: bool,
+          insecure: bool, log_level: str) -> None:
+    """Preflight INPUT against Gong before a run: the credentials work, and every organizer of
+    its valid rows is a Gong user whose integration is valid.
+
+    Asks POST /v2/meetings/integration/status (up to 100 organizers a call, at the run's rate);
+    creates nothing. Prints what is wrong per organizer, with Gong's own message and fix link.
+    Exit 0 when all is well, 1 when some organizer is not, 2 for a bad command line, config or
+    input, 3 when Gong refuses the credentials (401/403).
+    """
+    setup_logging(log_level)
+
+    def go() -> int:
+        cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
+                                  format=fmt, **parse_rate(rate))
+        _require(input)
+        echo_notes(notes)
+        report = asyncio.run(preflight(cfg, input, sheet=sheet, sandbox=sandbox,
+                                       insecure=insecure))
+        _print_preflight(report)
+        return EXIT_OK if report.ok else EXIT_ROWS
+
+    guard(go)
+
+
+def _print_preflight(report: Preflight) -> None:
+    counts = report.counts
+    line = f"bulkmeet: {_counts(counts)}"
+    if counts.get("invalid") or counts.get("duplicate"):
+        line += " (bulkmeet validate lists them; only valid rows are checked)"
+    click.echo(line)
+    calls = "1 call" if report.requests == 1 else f"{report.requests} calls"
+    if report.answered:
+        click.echo(f"bulkmeet: credentials accepted; {len(report.organizers)} organizer(s) "
+                   f"asked about in {calls}")
+    for o in report.organizers:
+        if o.ok:
+            click.echo(f"ok: {o.email} ({_lines(o)})")
+            continue
+        click.echo(f"{o.problem}: {o.email} ({_lines(o)})")
+        if o.error and o.error != report.error:  # that one is said once, below
+            click.echo(f"  {o.error}")
+        if o.fix_url:
+            click.echo(f"  fix: {o.fix_url}")
+        if o.help_url:
+            click.echo(f"  help: {o.help_url}")
+    bad = sum(1 for o in report.organizers if not o.ok)
+    if report.error is not None:
+        click.echo(f"bulkmeet: could not check everything: {report.error}")
+    click.echo(f"bulkmeet: {len(report.organizers) - bad} organizer(s) ok, {bad} with problems")
