@@ -26,6 +26,7 @@ DEFAULT_RETRY_AFTER = 5.0
 DEFAULT_MAX_WAIT = 900.0
 DEFAULT_DAILY_BUDGET = 10_000
 DEFAULT_GRACE_PERIOD = 10.0
+DEFAULT_STATUS_INTERVAL = 15.0  # seconds between status lines when stderr is not a terminal
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,8 @@ class Config:
     mapping: Mapping[str, Any] = field(default_factory=dict)
     # state
     ledger: str | None = None
+    # display
+    status_interval: float = DEFAULT_STATUS_INTERVAL
 
     def replace(self, **changes: Any) -> Config:
         return validate(dataclasses.replace(self, **changes), source="the command line")
@@ -115,13 +118,14 @@ def _check_type(cfg: Config, name: str, types: tuple[type, ...], source: str) ->
 def validate(cfg: Config, *, source: str) -> Config:
     """Check every value once; the message names the key and where it came from."""
     for name in ("rate", "rate_ceiling", "rate_floor", "rate_margin", "backoff_base", "backoff_max",
-                 "request_timeout", "retry_after_default", "max_wait", "grace_period"):
+                 "request_timeout", "retry_after_default", "max_wait", "grace_period",
+                 "status_interval"):
         _check_type(cfg, name, (int, float), source)
     for name in ("concurrency", "queue_size", "max_attempts", "daily_budget"):
         _check_type(cfg, name, (int,), source)
     _check_type(cfg, "rate_auto", (bool,), source)
     positive = ("rate", "rate_ceiling", "rate_floor", "concurrency", "queue_size", "max_attempts",
-                "request_timeout")
+                "request_timeout", "status_interval")
     for name in positive:
         if getattr(cfg, name) <= 0:
             value = getattr(cfg, name)

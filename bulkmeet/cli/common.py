@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .. import __version__
+from .. import __version__, logs
 from .. import config as config_mod
 from ..config import Config
 from ..errors import BulkmeetError
@@ -30,15 +30,9 @@ EXIT_SIGTERM = 143
 log = logging.getLogger("bulkmeet")
 
 
-def setup_logging(level: str) -> None:
-    root = logging.getLogger("bulkmeet")
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("bulkmeet: %(levelname)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    root.propagate = False
+def setup_logging(level: str, fmt: str = "text") -> None:
+    """Log to stderr as text or JSON lines, with every credential of the environment redacted."""
+    logs.setup_logging(level, fmt)
 
 
 def load_config(path: str | None, **overrides: Any) -> Config:
@@ -126,6 +120,94 @@ def summary_lines(stats: RunStats, out: str) -> list[str]:
         lines.append("  the rest of the input was not read; run the same command again to resume")
     lines.append(f"  results: {out}")
     return lines
+
+
+class RunOutputs:
+    """What a run shows and leaves beside its results: progress while it runs (a bar on a
+    terminal, status lines elsewhere, nothing with --quiet), then --junit, --summary and the
+    Markdown summary GitHub Actions shows ($GITHUB_STEP_SUMMARY)."""
+
+    def __init__(self, *, quiet: bool = False, junit: str | None = None,
+                 summary: str | None = None, step_summary: str | None = None) -> None:
+        self.quiet = quiet
+        self.junit = junit
+        self.summary = summary
+        self.step_summary = step_summary
+        self.display: Any = None  # progress.Display, imported when the run starts
+        self.report: Any = None  # report.RunReport
+
+    def begin(self, cfg: Config, input: str, out: str, *, fresh: bool,
+              sheet: str | None = None) -> None:
+        """Before run_job: note what the results file holds, choose the display."""
+        import threading
+
+        from ..progress import count_rows, make_display
+        from ..report import RunReport
+
+        def counter(cancel: threading.Event) -> int | None:
+            return count_rows(input, fmt=cfg.format, delimiter=cfg.delimiter,
+                              encoding=cfg.encoding, sheet=sheet, cancel=cancel)
+
+        self.display = make_display(sys.stderr, quiet=self.quiet, interval=cfg.status_interval,
+                                    counter=counter)
+        if self.junit or self.summary or self.step_summary:
+            self.report = RunReport(input, out, fresh=fresh)
+
+    def on_start(self, pipeline: Any) -> None:
+        """run_job's on_start: the pipeline exists, nothing is sent yet."""
+        if self.display is not None:
+            self.display.start(pipeline)
+        if self.report is not None:
+            self.report.attach(pipeline)
+
+    async def end(self) -> None:
+        """The run is over: take the progress display off the screen."""
+        if self.display is not None:
+            await self.display.stop()
+
+    def write(self, stats: RunStats, code: int, error: str | None = None) -> int:
+        """Write the reports asked for, naming each on stderr unless --quiet. Returns the exit
+        code: a report that cannot be written turns a clean run's 0 into 2 (CI needs it)."""
+        from .. import report as rp
+
+        if self.report is None:
+            return code
+        summary = self.report.summary(stats, code, error)
+        rows = self.report.results() if self.junit or self.step_summary else []
+        writes: list[tuple[str, str | None, Callable[[str], None]]] = [
+            ("JUnit", self.junit, lambda p: rp.write_text(p, rp.junit_xml(
+                rows, input=self.report.input, started_at=self.report.started_at,
+                wall=stats.wall))),
+            ("summary", self.summary, lambda p: rp.write_text(p, rp.summary_json(summary))),
+            ("step summary", self.step_summary,
+             lambda p: rp.append_step_summary(p, rp.markdown(summary, rows))),
+        ]
+        for label, path, write in writes:
+            if not path:
+                continue
+            try:
+                write(path)
+            except OSError as exc:
+                click.echo(f"bulkmeet: error: cannot write the {label} {path}: "
+                           f"{exc.strerror or exc}", err=True)
+                code = code or EXIT_USAGE
+                continue
+            if not self.quiet and label != "step summary":
+                click.echo(f"  {label}: {path}", err=True)
+        return code
+
+    def write_error(self, exc: BulkmeetError, input: str, out: str) -> None:
+        """The run stopped before it began (bad config, credentials, input): the summary still
+        says so, for the CI step that reads it."""
+        from ..report import RunReport
+
+        if self.report is None and (self.summary or self.step_summary):
+            try:
+                self.report = RunReport(input, out)
+            except BulkmeetError:
+                self.report = RunReport(input, out, fresh=True)
+        self.junit = None  # no rows were read: there is nothing to test
+        self.write(RunStats(), exc.exit_code, error=str(exc))
 
 
 def fail(exc: BulkmeetError) -> None:

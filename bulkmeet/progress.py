@@ -1,0 +1,280 @@
+"""What a run shows while it runs: a live bar on a terminal, a status line every N seconds
+elsewhere (CI logs), nothing with --quiet.
+
+Everything shown is read from the running Pipeline: `pipeline.stats` (RunStats) for counts and
+requests, `pipeline.gate` for a 429 pause and the rate. A `Snapshot` is computed from them on
+each tick; the two displays only differ in how they draw it. The bar is rich's (a well-kept
+library: cursor handling, terminal width, redirecting stderr above the bar), not escape codes.
+
+The total is known only for a regular file: `count_rows` reads it once more through the same
+reader, in a worker thread, so the run starts at once and the total appears when counted
+(one streaming parse, constant memory; it stops early if the run ends first). Stdin and pipes
+cannot be read twice, so they show no total and no ETA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+from .config import DEFAULT_STATUS_INTERVAL
+from .errors import BulkmeetError
+from .gate import Gate
+from .models import Status
+from .pool import Pipeline, RunStats
+from .reader import read_rows
+
+BAR_REFRESH = 0.25  # seconds between redraws of the bar: smooth enough for a 1 s countdown
+RATE_WINDOW = 15.0  # seconds of history behind the current rate and the ETA
+_CANCEL_CHECK = 1024  # rows counted between looks at the cancel flag
+
+RowCounter = Callable[[threading.Event], int | None]
+
+
+def count_rows(path: str, *, fmt: str | None = None, delimiter: str | None = None,
+               encoding: str = "utf-8", sheet: str | None = None,
+               cancel: threading.Event | None = None) -> int | None:
+    """How many records `path` holds, as the run will read them; None when unknown.
+
+    None for stdin and anything but a regular file (reading a pipe would consume it), when the
+    file cannot be read (the run reports that itself), or when `cancel` is set first."""
+    if path == "-":
+        return None
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        n = 0
+        with read_rows(path, fmt=fmt, delimiter=delimiter, encoding=encoding,
+                       sheet=sheet) as rows:
+            for _ in rows:
+                n += 1
+                if n % _CANCEL_CHECK == 0 and cancel is not None and cancel.is_set():
+                    return None
+        return n
+    except (OSError, BulkmeetError):
+        return None
+
+
+def rows_done(stats: RunStats) -> int:
+    """Rows with their outcome settled: a record written this run, or settled by an earlier one."""
+    return sum(stats.counts.values()) + stats.settled + stats.uncertain_before
+
+
+class RateMeter:
+    """Requests/s and rows/s over the last `window` seconds, from samples taken on each tick."""
+
+    def __init__(self, window: float = RATE_WINDOW) -> None:
+        self.window = window
+        self._samples: deque[tuple[float, int, int]] = deque()
+
+    def sample(self, now: float, requests: int, done: int) -> tuple[float, float]:
+        samples = self._samples
+        samples.append((now, requests, done))
+        while len(samples) > 2 and now - samples[1][0] >= self.window:
+            samples.popleft()
+        t0, r0, d0 = samples[0]
+        span = now - t0
+        if span <= 0:
+            return 0.0, 0.0
+        return (requests - r0) / span, (done - d0) / span
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the display shows at one moment."""
+
+    done: int
+    total: int | None
+    created: int
+    failed: int
+    invalid: int
+    uncertain: int
+    rate: float  # requests per second, recently
+    eta: float | None  # seconds to the end; None when the total or the pace is unknown
+    paused: float  # seconds left of a 429 pause; 0 when not paused
+    elapsed: float
+    limit: float | None = None  # the gate's rate now (auto mode moves it); None: unlimited
+
+
+def snapshot(stats: RunStats, gate: Gate | None, total: int | None, meter: RateMeter,
+             now: float | None = None) -> Snapshot:
+    now = time.monotonic() if now is None else now
+    done = rows_done(stats)
+    rate, throughput = meter.sample(now, stats.requests, done)
+    paused = gate.remaining_pause() if gate is not None else 0.0
+    eta: float | None = None
+    if total is not None:
+        left = max(0, total - done)
+        if left == 0:
+            eta = 0.0
+        elif throughput > 0:
+            eta = paused + left / throughput
+    c = stats.counts
+    return Snapshot(
+        done=done, total=total,
+        created=c[Status.CREATED.value] + c[Status.UPDATED.value] + c[Status.DELETED.value],
+        failed=c[Status.FAILED.value], invalid=c[Status.INVALID.value],
+        uncertain=c[Status.UNCERTAIN.value] + stats.uncertain_before,
+        rate=rate, eta=eta, paused=paused, elapsed=now - stats.started,
+        limit=gate.effective_rate if gate is not None else None,
+    )
+
+
+def duration(seconds: float) -> str:
+    """42s, 2m10s, 1h02m: short enough for a status line."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def details(s: Snapshot) -> str:
+    """Counts, rate, pause countdown, ETA: `110 created · 3 failed · 2.9 req/s · ETA 2m10s`."""
+    parts = [f"{s.created} created", f"{s.failed} failed"]
+    if s.invalid:
+        parts.append(f"{s.invalid} invalid")
+    if s.uncertain:
+        parts.append(f"{s.uncertain} uncertain")
+    parts.append(f"{s.rate:.1f} req/s" + (f" (limit {s.limit:.3g})" if s.limit else ""))
+    if s.paused > 0:
+        parts.append(f"paused on 429: {duration(s.paused)} left")
+    if s.eta is not None:
+        parts.append(f"ETA {duration(s.eta)}")
+    return " · ".join(parts)
+
+
+def status_line(s: Snapshot) -> str:
+    if s.total is None:
+        rows = f"{s.done} rows done"
+    else:
+        pct = 100 * s.done // s.total if s.total else 100
+        rows = f"{s.done}/{s.total} rows ({pct}%)"
+    return f"bulkmeet: {rows} in {duration(s.elapsed)}: {details(s)}"
+
+
+class Display:
+    """Draws snapshots of a pipeline every `interval` seconds until stopped. Subclasses draw."""
+
+    interval = BAR_REFRESH
+
+    def __init__(self, counter: RowCounter | None = None) -> None:
+        self._counter = counter
+        self._cancel = threading.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.total: int | None = None
+        self.pipeline: Pipeline | None = None
+        self.meter = RateMeter()
+
+    def start(self, pipeline: Pipeline) -> None:
+        """Begin drawing (on the running loop); `job.run_job(on_start=...)` calls this."""
+        self.pipeline = pipeline
+        self.open()
+        self._tasks.append(asyncio.create_task(self._tick(), name="progress"))
+        if self._counter is not None:
+            self._tasks.append(asyncio.create_task(self._count(self._counter), name="count"))
+
+    async def _count(self, counter: RowCounter) -> None:
+        self.total = await asyncio.to_thread(counter, self._cancel)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.draw(self.snapshot())
+
+    def snapshot(self) -> Snapshot:
+        assert self.pipeline is not None
+        return snapshot(self.pipeline.stats, self.pipeline.gate, self.total, self.meter)
+
+    async def stop(self) -> None:
+        """Stop drawing and clear the display; safe to call when never started."""
+        self._cancel.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.pipeline is not None:
+            self.close()
+
+    def open(self) -> None:
+        pass
+
+    def draw(self, s: Snapshot) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LiveBar(Display):
+    """A rich progress bar on a terminal, removed at the end (the summary follows it)."""
+
+    def __init__(self, stream: TextIO, counter: RowCounter | None = None,
+                 width: int | None = None) -> None:
+        super().__init__(counter)
+        console = Console(file=stream, force_terminal=True, width=width)
+        self.bar = Progress(
+            SpinnerColumn(), TextColumn("bulkmeet"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}", markup=False),
+            console=console, transient=True, auto_refresh=False, redirect_stderr=True,
+            redirect_stdout=False,
+        )
+        self._task = self.bar.add_task("rows", total=None, detail="starting")
+
+    def open(self) -> None:
+        self.bar.start()
+
+    def draw(self, s: Snapshot) -> None:
+        self.bar.update(self._task, completed=s.done, total=s.total, detail=details(s))
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+class StatusLines(Display):
+    """One plain line every `interval` seconds: no escape codes, fit for CI logs."""
+
+    def __init__(self, stream: TextIO, interval: float = DEFAULT_STATUS_INTERVAL,
+                 counter: RowCounter | None = None) -> None:
+        super().__init__(counter)
+        self.stream = stream
+        self.interval = interval
+
+    def draw(self, s: Snapshot) -> None:
+        self.stream.write(status_line(s) + "\n")
+        self.stream.flush()
+
+
+def is_terminal(stream: TextIO) -> bool:
+    """A real terminal that can move the cursor (not a pipe, a file or TERM=dumb)."""
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):  # closed or not a real file
+        return False
+    return tty and os.environ.get("TERM", "") != "dumb"
+
+
+def make_display(stream: TextIO, *, quiet: bool = False,
+                 interval: float = DEFAULT_STATUS_INTERVAL,
+                 counter: RowCounter | None = None) -> Display:
+    """The display for `stream`: nothing when quiet, a bar on a terminal, else status lines."""
+    if quiet:
+        return Display()
+    if is_terminal(stream):
+        return LiveBar(stream, counter)
+    return StatusLines(stream, interval, counter)

@@ -1,0 +1,305 @@
+"""Progress: a live bar on a terminal, plain status lines on a pipe, nothing with --quiet; rows
+done / total, created and failed counts, rate, ETA and the 429 countdown."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bulkmeet.cli import main
+from bulkmeet.gate import Gate
+from bulkmeet.pool import RunStats
+from bulkmeet.progress import (
+    Display,
+    LiveBar,
+    RateMeter,
+    Snapshot,
+    StatusLines,
+    count_rows,
+    duration,
+    make_display,
+    rows_done,
+    snapshot,
+    status_line,
+)
+
+from .helpers import meeting_row, write_csv
+from .vclock import run_virtual
+
+REPO = Path(__file__).resolve().parents[1]
+STATUS = re.compile(r"^bulkmeet: (\d+)/(\d+) rows \(\d+%\) in \d+\S*: (\d+) created · (\d+) "
+                    r"failed .*req/s")
+
+
+def stats_with(**counts: int) -> RunStats:
+    s = RunStats()
+    for k, v in counts.items():
+        s.counts[k] = v
+    return s
+
+
+def test_rows_done_counts_records_and_rows_settled_by_an_earlier_run() -> None:
+    """A row is done once it has a record this run, or was settled before (no record now)."""
+    s = stats_with(created=3, invalid=1, skipped=2)
+    s.settled, s.uncertain_before = 4, 1
+    assert rows_done(s) == 3 + 1 + 2 + 4 + 1
+
+
+def test_rate_meter_measures_the_recent_window_only() -> None:
+    """Requests/s and rows/s over the last `window` seconds: an early burst ages out."""
+    m = RateMeter(window=10)
+    assert m.sample(0, 0, 0) == (0.0, 0.0)
+    assert m.sample(5, 100, 50) == (20.0, 10.0)
+    for t in range(6, 31):
+        m.sample(t, 100 + 2 * (t - 5), 50 + (t - 5))
+    req, rows = m.sample(31, 152, 76)
+    assert req == pytest.approx(2.0, rel=0.05)
+    assert rows == pytest.approx(1.0, rel=0.05)
+
+
+def test_eta_from_the_recent_pace_plus_the_pause_left() -> None:
+    """ETA = rows left / rows per second, plus what remains of a 429 pause; unknown without a
+    total or before any progress."""
+
+    async def go() -> tuple[Snapshot, Snapshot, Snapshot]:
+        gate = Gate(3.0)
+        meter = RateMeter()
+        s = stats_with(created=10)
+        first = snapshot(s, gate, 100, meter, now=s.started)
+        s.counts["created"] = 20
+        s.requests = 20
+        gate.pause(12)
+        later = snapshot(s, gate, 100, meter, now=s.started + 10)
+        no_total = snapshot(s, gate, None, RateMeter(), now=s.started + 10)
+        return first, later, no_total
+
+    first, later, no_total = run_virtual(go())
+    assert first.eta is None  # no pace yet
+    assert later.paused == pytest.approx(12)
+    assert later.rate == pytest.approx(2.0)
+    assert later.limit == pytest.approx(3.0)
+    assert later.eta == pytest.approx(12 + 80 / 1.0)  # 10 rows in 10 s, 80 left
+    assert no_total.eta is None and no_total.total is None
+
+
+def test_status_line_shows_counts_rate_eta_and_the_countdown() -> None:
+    """The plain line a CI log shows, with and without a total."""
+    s = Snapshot(done=120, total=500, created=110, failed=3, invalid=7, uncertain=0, rate=2.94,
+                 eta=130, paused=12.2, elapsed=61, limit=2.94)
+    assert status_line(s) == ("bulkmeet: 120/500 rows (24%) in 1m01s: 110 created · 3 failed · "
+                              "7 invalid · 2.9 req/s (limit 2.94) · paused on 429: 12s left · "
+                              "ETA 2m10s")
+    s = Snapshot(done=5, total=None, created=5, failed=0, invalid=0, uncertain=2, rate=0.0,
+                 eta=None, paused=0.0, elapsed=3)
+    assert status_line(s) == ("bulkmeet: 5 rows done in 3s: 5 created · 0 failed · 2 uncertain · "
+                              "0.0 req/s")
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59.4, "59s"), (60, "1m00s"),
+                                               (3599, "59m59s"), (3600, "1h00m"),
+                                               (90061, "25h01m")])
+def test_duration(seconds: float, text: str) -> None:
+    """Durations stay short: seconds, then minutes, then hours."""
+    assert duration(seconds) == text
+
+
+def test_count_rows_counts_records_not_lines(tmp_path: Path) -> None:
+    """A quoted newline does not make two rows: the total is what the run will read."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(3)])
+    with open(src, "a", encoding="utf-8") as f:
+        f.write('2026-12-01T09:00:00Z,2026-12-01T10:00:00Z,"two\nlines",a@b.example,x,\n')
+    assert count_rows(str(src)) == 4
+
+
+def test_count_rows_does_not_read_stdin_or_pipes(tmp_path: Path) -> None:
+    """Stdin and a FIFO cannot be read twice: no total (and no blocking open of the FIFO)."""
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    assert count_rows("-", fmt="csv") is None
+    assert count_rows(str(fifo)) is None
+    assert count_rows(str(tmp_path / "missing.csv")) is None
+
+
+def test_count_rows_stops_when_cancelled(tmp_path: Path) -> None:
+    """The count runs in a thread; once the run ends it gives up instead of reading on."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(3000)])
+    cancel = threading.Event()
+    cancel.set()
+    assert count_rows(str(src), cancel=cancel) is None
+    assert count_rows(str(src)) == 3000
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_make_display_picks_bar_lines_or_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal gets the bar, anything else status lines, --quiet nothing; TERM=dumb, which
+    cannot move the cursor, gets status lines."""
+    monkeypatch.setenv("TERM", "xterm")
+    assert isinstance(make_display(FakeTTY()), LiveBar)
+    assert type(make_display(io.StringIO(), interval=2)) is StatusLines
+    assert type(make_display(FakeTTY(), quiet=True)) is Display
+    monkeypatch.setenv("TERM", "dumb")
+    assert type(make_display(FakeTTY())) is StatusLines
+
+
+def test_live_bar_draws_counts_and_the_429_countdown() -> None:
+    """The rich bar shows done/total, counts and, while paused, the seconds left."""
+    out = FakeTTY()
+    bar = LiveBar(out, width=120)
+    bar.open()
+    bar.draw(Snapshot(done=3, total=10, created=2, failed=1, invalid=0, uncertain=0, rate=2.5,
+                      eta=9, paused=14.4, elapsed=2))
+    bar.close()
+    text = out.getvalue()
+    assert "3/10" in text
+    assert "2 created · 1 failed · 2.5 req/s · paused on 429: 14s left · ETA 9s" in text
+    assert "━" in text  # rich's bar glyph
+    assert "\x1b[?25l" in text and "\x1b[?25h" in text  # cursor hidden, then shown again
+
+
+def test_display_start_and_stop_on_a_pipeline_like_object() -> None:
+    """Started from run_job's on_start, the display ticks on the loop, learns the total from
+    the counter thread, and stop() ends both tasks."""
+
+    class P:
+        stats = stats_with(created=1)
+        gate = None
+
+    out = io.StringIO()
+    lines = StatusLines(out, interval=0.01, counter=lambda cancel: 7)
+
+    async def go() -> None:
+        lines.start(P())  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        await lines.stop()
+
+    asyncio.run(go())
+    shown = out.getvalue().splitlines()
+    assert shown and shown[-1].startswith("bulkmeet: 1/7 rows (14%)")
+    assert lines._tasks == []
+
+
+def _cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+def test_pipe_gets_status_lines_without_escape_codes(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a terminal: a plain status line every --status-interval seconds, no escape codes."""
+    _cli_env(monkeypatch)
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(8)])
+    res = CliRunner().invoke(main, ["run", str(src), "--sandbox", "--rate", "20",
+                                    "--status-interval", "0.05"])
+    assert res.exit_code == 0, res.output
+    status = [m for m in map(STATUS.match, res.stderr.splitlines()) if m]
+    assert status, res.stderr
+    assert all(m.group(2) == "8" for m in status[-1:])  # the total was counted
+    assert "\x1b" not in res.stderr
+    assert "8 created" in res.stderr
+
+
+def test_quiet_shows_only_errors_and_the_summary(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """--quiet: no status lines, no preflight, no warnings; the error and the summary stay."""
+    _cli_env(monkeypatch)
+    rows = [meeting_row(0), meeting_row(1, organizer="ghost@unknown.example")]
+    src = write_csv(tmp_path / "in.csv", rows)
+    res = CliRunner().invoke(main, ["run", str(src), "--sandbox", "--rate", "20", "--quiet",
+                                    "--status-interval", "0.01"])
+    assert res.exit_code == 1, res.output
+    lines = res.stderr.splitlines()
+    assert lines[0] == ("bulkmeet: ERROR: line 3: Gong answered 404: No Gong user found "
+                        "corresponding to the provided organizer email [line 3, key 'ext-1']")
+    assert lines[1].startswith("bulkmeet: 2 rows read in ")
+    assert lines[1].endswith(": 1 created, 1 failed")
+    assert lines[-1] == f"  results: {tmp_path / 'in.results.jsonl'}"
+    assert not any(STATUS.match(line) for line in lines)
+
+
+def _read_all(fd: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> bytes:
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the pty's other side closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["pty", "pipe"])
+def test_bulkmeet_as_a_process_on_a_terminal_and_on_a_pipe(tmp_path: Path, where: str) -> None:
+    """The real process: on a pseudo-terminal rich draws the bar (cursor codes, glyphs, n/total)
+    and removes it before the summary; on a pipe the same run prints plain status lines."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(6)])
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_STEP_SUMMARY", "FORCE_COLOR",
+                                                            "TTY_COMPATIBLE", "NO_COLOR")}
+    env["TERM"] = "xterm-256color"
+    argv = [sys.executable, "-m", "bulkmeet", "run", str(src), "--sandbox", "--rate", "5",
+            "--status-interval", "0.2"]
+    if where == "pty":
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=slave, env=env, cwd=tmp_path)
+        os.close(slave)
+        try:
+            raw = _read_all(master, proc)
+        finally:
+            os.close(master)
+    else:
+        with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, env=env, cwd=tmp_path) as proc:
+            assert proc.stderr is not None
+            raw = _read_all(proc.stderr.fileno(), proc)
+    assert proc.wait(timeout=30) == 0
+    text = raw.decode()
+    assert "bulkmeet: 6 rows read in" in text
+    if where == "pty":
+        assert "━" in text and "\x1b[?25l" in text and "\x1b[2K" in text
+        assert re.search(r"\d/6", text)  # the total, counted from the file
+        # The bar is erased: after the last cursor move only the summary follows.
+        tail = text.rsplit("\x1b[2K", 1)[1]
+        assert tail.startswith("bulkmeet: 6 rows read in")
+    else:
+        assert "\x1b" not in text
+        assert any(STATUS.match(line) for line in text.splitlines()), text
+
+
+@pytest.mark.parametrize(("args", "yaml", "message"), [
+    (["--status-interval", "0"], None, "Invalid value for '--status-interval'"),
+    ([], "status_interval: 0\n", "status_interval must be greater than 0, not 0"),
+    ([], "status_interval: soon\n", "status_interval must be int or float, not 'soon'"),
+])
+def test_status_interval_must_be_positive(tmp_path: Path, args: list[str], yaml: str | None,
+                                          message: str) -> None:
+    """The interval is a positive number of seconds, from the flag or the config key."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(0)])
+    if yaml is not None:
+        (tmp_path / "c.yaml").write_text(yaml)
+        args = [*args, "--config", str(tmp_path / "c.yaml")]
+    res = CliRunner().invoke(main, ["run", str(src), "--sandbox", *args])
+    assert res.exit_code == 2
+    assert message in res.stderr
