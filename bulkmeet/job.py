@@ -174,3 +174,87 @@ async def run_job(
 def validate_options(opts: JobOptions) -> None:
     if opts.input != "-" and not Path(opts.input).exists():
         raise UsageError(f"input file {opts.input} does not exist")
+
+
+PREFLIGHT_MAX_BYTES = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What a run will do, known before its first request."""
+
+    rows: int
+    to_send: int
+    invalid: int
+    done_before: int
+    seconds: float | None
+    budget_left: int | None
+    budget: int
+
+    def lines(self) -> list[str]:
+        out = [f"preflight: {self.rows} rows; {self.to_send} to send, {self.invalid} invalid, "
+               f"{self.done_before} done in earlier runs"]
+        if self.seconds is not None:
+            out.append(f"  about {_duration(self.seconds)} at the set rate")
+        if self.budget_left is not None:
+            verdict = ("enough" if self.to_send <= self.budget_left else
+                       f"not enough: about {self.to_send - self.budget_left} rows will be "
+                       "deferred to the next day (exit 75)")
+            out.append(f"  today's budget: {self.budget_left} of {self.budget} calls left, "
+                       f"{verdict}")
+        return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate(cfg: Config, opts: JobOptions) -> Estimate | None:
+    """Map the input once, without sending, to tell what the run will send and how long it
+    takes. None for stdin and for inputs too large to read twice cheaply."""
+    if opts.input == "-" or _blocking_source(opts.input):
+        return None
+    try:
+        if os.path.getsize(opts.input) > PREFLIGHT_MAX_BYTES:
+            return None
+    except OSError:
+        return None
+    mapper = Mapper.from_config(cfg)
+    prior = None if opts.fresh else read_results(opts.out)
+    from .ledger import read_ledger
+
+    ledger = read_ledger(cfg.ledger)[0] if cfg.ledger else {}
+    rows = to_send = invalid = done = 0
+    seen: set[str] = set()
+    with read_rows(opts.input, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
+                   sheet=opts.sheet) as raws:
+        for raw in raws:
+            rows += 1
+            row = mapper.map(raw)
+            if row.skipped_reason is not None:
+                continue
+            if not row.valid:
+                invalid += 1
+                continue
+            if row.key in seen:
+                continue
+            seen.add(row.key)
+            ks = prior.keys.get(row.key) if prior else None
+            led = ledger.get(row.key)
+            if (ks is not None and ks.last is not None and ks.last.status.value == "created") \
+                    or (led is not None and led.exists):
+                done += 1
+                continue
+            to_send += 1
+    rate = None if cfg.rate_auto else cfg.rate * (1 - cfg.rate_margin)
+    seconds = to_send / rate if rate else None
+    budget_left = None
+    if not opts.sandbox:
+        quota_path = Path(cfg.quota_file) if cfg.quota_file else default_quota_path(cfg.base_url)
+        budget_left = DailyQuota(cfg.daily_budget, quota_path, reset=cfg.quota_reset,
+                                 tz=cfg.quota_timezone).remaining
+    return Estimate(rows, to_send, invalid, done, seconds, budget_left, cfg.daily_budget)

@@ -5,6 +5,8 @@
 
 from . import retry as _retry  # noqa: F401  (registers retry)
 from . import run as _run  # noqa: F401  (registers run, sandbox)
+from . import sync as _sync  # noqa: F401  (registers plan, sync, undo)
+from . import validate as _validate  # noqa: F401  (registers validate, check)
 from .common import main
 
 __all__ = ["main"]

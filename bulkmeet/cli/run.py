@@ -3,25 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import cast
 
 import click
 
 from ..config import Config
-from ..errors import UsageError
+from ..errors import BulkmeetError, UsageError
 from ..fixfile import write_errors_file
-from ..job import JobOptions, default_out, run_job, validate_options
+from ..job import JobOptions, default_out, estimate, run_job, validate_options
 from .common import (
+    RunOutputs,
     exit_code,
     fail,
     guard,
-    load_config,
     main,
     parse_rate,
     setup_logging,
     signals,
     summary_lines,
 )
+from .validate import echo_notes, input_config, mapping_options
 
 
 @main.command()
@@ -47,34 +49,71 @@ from .common import (
               "here, in the input's format and columns plus an `error` column.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="warning", show_default=True)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Log lines as text, or as one JSON object per line "
+              "with the event, line and key as fields.")
+@click.option("-q", "--quiet", is_flag=True, help="Show nothing but errors and the final summary.")
+@click.option("--status-interval", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds between status lines when stderr is not a terminal (15).")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML report "
+              "here: one testcase per row, failures with their errors and requestId.")
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False),
+              help="Write a JSON summary here: counts by status, timings, rate, 429 pauses, "
+              "quota, exit code.")
+@mapping_options
 def run(input: str, config_path: str | None, out: str | None, rate: str | None,
         concurrency: int | None, fmt: str | None, ledger: str | None, fresh: bool,
         resend_uncertain: bool, sandbox: bool, insecure: bool, sheet: str | None,
-        errors_out: str | None, log_level: str) -> None:
+        errors_out: str | None, log_level: str, preset: str | None = None,
+        organizer: str | None = None, tz: str | None = None,
+        log_format: str = "text", quiet: bool = False, status_interval: float | None = None,
+        junit: str | None = None, summary_path: str | None = None) -> None:
     """Create a Gong meeting for every valid row of INPUT (a path, or - for stdin).
 
     Every row gets one final record in the results file. Re-running the same command resumes:
     rows already created are skipped and no request is spent on them.
     """
-    setup_logging(log_level)
+    setup_logging("error" if quiet else log_level, log_format)
+    outputs = RunOutputs(quiet=quiet, junit=junit, summary=summary_path,
+                         step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None)
 
     def go() -> int:
-        cfg = load_config(config_path, concurrency=concurrency, format=fmt, ledger=ledger,
-                           **parse_rate(rate))
+        cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
+                                  concurrency=concurrency, format=fmt, ledger=ledger,
+                                  status_interval=status_interval, **parse_rate(rate))
+        if not quiet:
+            echo_notes(notes)
         opts = JobOptions(input=input, out=out or default_out(input), fresh=fresh,
                           resend_uncertain=resend_uncertain, sandbox=sandbox, insecure=insecure,
                           sheet=sheet)
         validate_options(opts)
-        return asyncio.run(_run_async(cfg, opts, errors_out))
+        return asyncio.run(_run_async(cfg, opts, errors_out, outputs))
 
-    guard(go)
+    def reported() -> int:
+        try:
+            return go()
+        except BulkmeetError as exc:  # stopped before it ran: CI still gets a summary
+            outputs.write_error(exc, input, out or default_out(input))
+            raise
+
+    guard(reported)
 
 
-async def _run_async(cfg: Config, opts: JobOptions, errors_out: str | None = None) -> int:
+async def _run_async(cfg: Config, opts: JobOptions, errors_out: str | None = None,
+                     outputs: RunOutputs | None = None) -> int:
+    outputs = outputs or RunOutputs()
     stop, hard = asyncio.Event(), asyncio.Event()
     got: list[int] = []
+    est = estimate(cfg, opts)
+    for line in est.lines() if est is not None and not outputs.quiet else ():
+        click.echo(line, err=True)
+    outputs.begin(cfg, opts.input, opts.out, fresh=opts.fresh, sheet=opts.sheet)
     with signals(stop, hard, got):
-        stats = await run_job(cfg, opts, stop=stop, hard_stop=hard)
+        try:
+            stats = await run_job(cfg, opts, stop=stop, hard_stop=hard,
+                                  on_start=outputs.on_start)
+        finally:
+            await outputs.end()
     for line in summary_lines(stats, opts.out):
         click.echo(line, err=True)
     if stats.auth_error is not None:
@@ -82,7 +121,7 @@ async def _run_async(cfg: Config, opts: JobOptions, errors_out: str | None = Non
     if errors_out:
         n = write_errors_file(cfg, opts.input, opts.out, errors_out, sheet=opts.sheet)
         click.echo(f"  {n} rows to fix written to {errors_out}", err=True)
-    return exit_code(stats, got)
+    return outputs.write(stats, exit_code(stats, got))
 
 
 @main.command()
