@@ -25,10 +25,11 @@ from .errors import UsageError
 from .gate import Gate
 from .job import SANDBOX_CREDENTIALS, check_base_url, make_gate, sandbox_if
 from .mapping import Mapper
-from .models import RawRow, Record, Row, Status
+from .models import RawRow, Status
 from .quota import DailyQuota, default_quota_path
 from .reader import read_rows
 from .results import iter_entries
+from .triage import Triage, Verdict
 
 __all__ = [
     "MAX_EMAILS_PER_CALL",
@@ -49,59 +50,6 @@ _VALIDATE_STATUSES: Final = frozenset({Status.INVALID.value, Status.DUPLICATE.va
 
 
 # --- validate ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What `run` would do with one row. `record` is None when the row would be sent; otherwise
-    it is the skipped, invalid or duplicate record run writes for it."""
-
-    row: Row
-    record: Record | None
-    warnings: tuple[str, ...] = ()
-    first_line: int | None = None  # for a duplicate: the line whose key it repeats
-
-    @property
-    def status(self) -> Status | None:
-        return None if self.record is None else self.record.status
-
-
-class Triage:
-    """Map rows and sort them the way run's reader stage does (see pool.Pipeline._triage).
-
-    `counts` has rows, valid, invalid, duplicate and skipped so far.
-    """
-
-    def __init__(self, mapper: Mapper) -> None:
-        self.mapper = mapper
-        self.counts: Counter[str] = Counter()
-        self._seen: dict[str, int] = {}
-
-    def __call__(self, raw: RawRow) -> Verdict:
-        row = self.mapper.map(raw)
-        warnings = tuple(self.mapper.drain_warnings())
-        self.counts["rows"] += 1
-        record: Record | None = None
-        first = None
-        if row.skipped_reason is not None:
-            record = Record(row.line, row.key, Status.SKIPPED, errors=(row.skipped_reason,))
-        elif not row.valid:
-            record = Record(row.line, row.key, Status.INVALID,
-                            errors=row.errors or ("the row has no payload",))
-        else:
-            first = self._seen.get(row.key)
-            if first is not None:
-                record = Record(row.line, row.key, Status.DUPLICATE, errors=(
-                    f"line {row.line}: same key {row.key!r} as line {first}; not sent twice",))
-            else:
-                self._seen[row.key] = row.line
-        self.counts["valid" if record is None else record.status.value] += 1
-        return Verdict(row, record, warnings, first)
-
-    @property
-    def all_valid(self) -> bool:
-        """What validate's exit code says: no invalid row and no duplicate (skipped is fine)."""
-        return not self.counts["invalid"] and not self.counts["duplicate"]
 
 
 def check_out_path(out: str, input_path: str) -> None:
