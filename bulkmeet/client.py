@@ -281,21 +281,43 @@ class GongClient:
     ) -> Outcome:
         try:
             status, body, headers = await self._request(method, path, payload)
-        except aiohttp.ClientConnectorError as exc:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # The connection was never made, so the request never left: safe to try again.
-            return Retryable(None, f"cannot connect to {self.base_url}: {exc.strerror or exc}")
+            return Retryable(None, self._scrub(f"cannot connect to {self.base_url}: {exc}"))
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError,
                 aiohttp.ClientOSError) as exc:
             return Lost(None, f"connection lost before Gong answered ({type(exc).__name__})")
         except TimeoutError:
             return Lost(None, "no answer within the request timeout")
         except aiohttp.ClientError as exc:
-            return Lost(None, f"request failed: {type(exc).__name__}: {exc}")
+            return Lost(None, self._scrub(f"request failed: {type(exc).__name__}: {exc}"))
         if (update or delete) and status == 200:
             rid, _ = _body_fields(body)
             mid = delete or (body.get("meetingId") if isinstance(body, dict) else None) or path
             return Created(status, str(mid).rsplit("/", 1)[-1], None, rid)
+        if status != 200:
+            body = self._scrub_body(body)  # a server may echo what it was sent
+        if status == 504 and method == "POST" and not update:
+            # A gateway timeout may have reached Gong, which may have created the meeting.
+            rid, _ = _body_fields(body)
+            return Lost(504, "Gong's gateway answered 504 (timeout): the meeting may exist", rid)
         return classify(status, body, headers)
+
+    def _scrub(self, text: str) -> str:
+        """Remove every form of the credentials from text that came from elsewhere."""
+        for secret in sorted(self._credentials.secrets(), key=len, reverse=True):
+            if len(secret) >= 4:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    def _scrub_body(self, body: Any) -> Any:
+        if isinstance(body, str):
+            return self._scrub(body)
+        if isinstance(body, list):
+            return [self._scrub_body(v) for v in body]
+        if isinstance(body, dict):
+            return {k: self._scrub_body(v) for k, v in body.items()}
+        return body
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, rand: float) -> float:

@@ -176,7 +176,13 @@ class Gate:
         if old is None or abs(new - old) < 1e-9:
             return
         self._rate = new
-        self._limiter = self._make_limiter(new)
+        limiter = self._make_limiter(new)
+        if limiter is not None and self._paused_until <= self._now():
+            # A call has just gone out: the new bucket starts full, so the next call waits a
+            # whole interval at the new rate instead of leaving at once.
+            limiter._level = 1.0  # noqa: SLF001 - aiolimiter has no public way to fill it
+            limiter._last_check = self._now()
+        self._limiter = limiter
         self._last_change = self._now()
         if self._on_rate_change is not None:
             self._on_rate_change(RateChange(old, new, reason))

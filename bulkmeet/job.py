@@ -20,13 +20,14 @@ from .client import Credentials, GongClient
 from .config import Config
 from .errors import ConfigError, UsageError
 from .gate import Gate, RateChange
-from .ledger import Ledger
+from .ledger import Ledger, read_ledger
 from .mapping import Mapper
-from .models import RawRow, Row
+from .models import RawRow, Row, Status, payload_digest
 from .pool import Pipeline, RunStats
 from .quota import DailyQuota, default_quota_path
 from .reader import read_rows
 from .results import ResultsState, ResultsWriter, read_results
+from .triage import Decision, Triage, decide
 
 log = logging.getLogger("bulkmeet")
 
@@ -138,8 +139,10 @@ async def run_job(
         credentials = Credentials.basic(*SANDBOX_CREDENTIALS)
     else:
         credentials = Credentials.from_env()
+    mapping_warnings = None
     if mapper is None:
-        mapper = Mapper.from_config(cfg).map
+        compiled = Mapper.from_config(cfg)
+        mapper, mapping_warnings = compiled.map, compiled.drain_warnings
     if raws is None:
         raws = read_rows(opts.input, fmt=cfg.format, delimiter=cfg.delimiter,
                          encoding=cfg.encoding, sheet=opts.sheet)
@@ -154,7 +157,8 @@ async def run_job(
             gate = make_gate(cfg)
             async with GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
                                   connections=cfg.concurrency) as client:
-                pipeline = Pipeline(cfg, mapper=mapper, client=client, gate=gate,
+                pipeline = Pipeline(cfg, mapper=mapper, mapping_warnings=mapping_warnings,
+                                    client=client, gate=gate,
                                     writer=writer, ledger=ledger, quota=quota, prior=prior,
                                     resend_uncertain=opts.resend_uncertain, stop=stop,
                                     hard_stop=hard_stop)
@@ -193,7 +197,7 @@ class Estimate:
 
     def lines(self) -> list[str]:
         out = [f"preflight: {self.rows} rows; {self.to_send} to send, {self.invalid} invalid, "
-               f"{self.done_before} done in earlier runs"]
+               f"{self.done_before} settled by earlier runs"]
         if self.seconds is not None:
             out.append(f"  about {_duration(self.seconds)} at the set rate")
         if self.budget_left is not None:
@@ -223,33 +227,26 @@ def estimate(cfg: Config, opts: JobOptions) -> Estimate | None:
             return None
     except OSError:
         return None
-    mapper = Mapper.from_config(cfg)
+    triage = Triage(Mapper.from_config(cfg))
     prior = None if opts.fresh else read_results(opts.out)
-    from .ledger import read_ledger
-
     ledger = read_ledger(cfg.ledger)[0] if cfg.ledger else {}
     rows = to_send = invalid = done = 0
-    seen: set[str] = set()
     with read_rows(opts.input, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
                    sheet=opts.sheet) as raws:
         for raw in raws:
             rows += 1
-            row = mapper.map(raw)
-            if row.skipped_reason is not None:
+            verdict = triage(raw)
+            if verdict.record is not None:
+                invalid += verdict.status is Status.INVALID
                 continue
-            if not row.valid:
-                invalid += 1
-                continue
-            if row.key in seen:
-                continue
-            seen.add(row.key)
-            ks = prior.keys.get(row.key) if prior else None
-            led = ledger.get(row.key)
-            if (ks is not None and ks.last is not None and ks.last.status.value == "created") \
-                    or (led is not None and led.exists):
+            row = verdict.row
+            decision = decide(row, payload_digest(row.payload or {}),
+                              prior.keys.get(row.key) if prior else None, ledger.get(row.key),
+                              resend_uncertain=opts.resend_uncertain)
+            if decision is Decision.SEND:
+                to_send += 1
+            else:
                 done += 1
-                continue
-            to_send += 1
     rate = None if cfg.rate_auto else cfg.rate * (1 - cfg.rate_margin)
     seconds = to_send / rate if rate else None
     budget_left = None

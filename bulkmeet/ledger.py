@@ -24,6 +24,7 @@ class LedgerEntry:
     meeting_id: str | None = None
     payload_hash: str | None = None
     in_flight: bool = False
+    in_flight_op: str | None = None  # create | update | delete: what the cut-off request was
     deleted: bool = False
     organizer: str | None = None
     payload: dict[str, Any] | None = None  # the last payload created or updated (for sync plans)
@@ -31,6 +32,11 @@ class LedgerEntry:
     @property
     def exists(self) -> bool:
         return self.meeting_id is not None and not self.deleted
+
+    @property
+    def create_in_doubt(self) -> bool:
+        """A create was sent and never answered: Gong may hold a meeting the ledger lacks."""
+        return self.in_flight and self.in_flight_op in (None, "create")
 
 
 class Ledger:
@@ -59,10 +65,13 @@ class Ledger:
 
     def write(self, key: str, op: str, *, meeting_id: str | None = None,
               payload_hash: str | None = None, organizer: str | None = None,
-              payload: Mapping[str, Any] | None = None) -> None:
+              payload: Mapping[str, Any] | None = None, intent: str | None = None) -> None:
+        """Append one entry. `intent` (with op "sending") says which request goes out."""
         data: dict[str, Any] = {"key": key, "op": op, "meetingId": meeting_id,
                                 "payloadHash": payload_hash, "organizer": organizer,
                                 "at": now_iso()}
+        if intent is not None:
+            data["intent"] = intent
         if payload is not None:
             data["payload"] = dict(payload)
         self._file.write(orjson.dumps(data).decode() + "\n")
@@ -115,6 +124,8 @@ def _apply(entry: LedgerEntry, op: str, data: Mapping[str, object]) -> None:
     org = data.get("organizer")
     if op == "sending":
         entry.in_flight = True
+        intent = data.get("intent")
+        entry.in_flight_op = intent if isinstance(intent, str) else None
     elif op in ("created", "updated"):
         entry.in_flight = False
         entry.deleted = False

@@ -24,9 +24,11 @@ class Status(StrEnum):
     UPDATED = "updated"  # sync: an existing meeting changed in place
     DELETED = "deleted"  # sync --prune and undo: the meeting is gone (a 404 counts as gone)
     SENDING = "sending"  # journal entry written just before a POST; not an outcome
+    ANSWERED = "answered"  # journal entry: Gong answered and created nothing (429, 5xx)
 
 
-FINAL_STATUSES = frozenset(s for s in Status if s is not Status.SENDING)
+JOURNAL_STATUSES = frozenset({Status.SENDING, Status.ANSWERED})
+FINAL_STATUSES = frozenset(s for s in Status if s not in JOURNAL_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)

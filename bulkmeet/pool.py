@@ -11,13 +11,15 @@ Every input row ends with exactly one final record in the results file:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import random
+import threading
 import time
-from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .client import (
     Created,
@@ -36,6 +38,7 @@ from .ledger import Ledger
 from .models import RawRow, Record, Row, Status, payload_digest
 from .quota import DailyQuota
 from .results import ResultsState, ResultsWriter
+from .triage import Decision, Triage, decide
 
 log = logging.getLogger("bulkmeet")
 
@@ -45,7 +48,6 @@ _DONE = {
     "update": ("updated", Status.UPDATED),
     "delete": ("deleted", Status.DELETED),
 }
-PERMANENT_HTTP = {400, 404, 409, 422}
 
 
 @dataclass(slots=True)
@@ -60,6 +62,7 @@ class RunStats:
     counts: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
     uncertain_before: int = 0
+    refused_before: int = 0  # rows Gong refused (4xx) in an earlier run, unchanged since
     settled: int = 0  # rows an earlier run settled: skipped with no record (for progress)
     uncertain_lines: list[int] = field(default_factory=list)
     stop_reason: str | None = None
@@ -84,58 +87,6 @@ class RunStats:
         return (self.requests - 1) / span if span > 0 else 0.0
 
 
-class KeyIndex:
-    """The keys a run has queued, each with the line of its first row, in ~24 bytes a key.
-
-    A dict of key strings costs ~150 bytes a key (135 MB at a million rows), so this keeps each
-    key's 64-bit hash in an open-addressing table (linear probing, at most half full) beside the
-    line. str hashes are SipHash with a per-process random key: two different keys share one
-    with odds of about n²/2^65 (one in 37 million at a million rows), and the second would then
-    be recorded a duplicate of the first, naming both lines.
-    """
-
-    __slots__ = ("_hashes", "_lines", "_count")
-
-    def __init__(self, capacity: int = 1024) -> None:
-        self._hashes = array("Q", [0]) * capacity  # a power of two; 0 marks a free slot
-        self._lines = array("I", [0]) * capacity  # lines past 2^32 - 1 are kept as that
-        self._count = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def add(self, key: str, line: int) -> int | None:
-        """Record that `key` was first seen at `line`, or return the line it was first seen at
-        (and record nothing)."""
-        h = (hash(key) & 0xFFFF_FFFF_FFFF_FFFF) or 1
-        hashes = self._hashes
-        mask = len(hashes) - 1
-        i = h & mask
-        while (other := hashes[i]) != 0:
-            if other == h:
-                return self._lines[i]
-            i = (i + 1) & mask
-        hashes[i] = h
-        self._lines[i] = min(line, 0xFFFF_FFFF)
-        self._count += 1
-        if 2 * self._count > len(hashes):
-            self._grow()
-        return None
-
-    def _grow(self) -> None:
-        old = zip(self._hashes, self._lines, strict=True)
-        capacity = 2 * len(self._hashes)
-        hashes = self._hashes = array("Q", [0]) * capacity
-        lines = self._lines = array("I", [0]) * capacity
-        mask = capacity - 1
-        for h, line in old:
-            if h:
-                i = h & mask
-                while hashes[i] != 0:
-                    i = (i + 1) & mask
-                hashes[i], lines[i] = h, line
-
-
 class Pipeline:
     """One run. Build it, then `await pipeline.run(raw_rows)`."""
 
@@ -144,6 +95,7 @@ class Pipeline:
         cfg: Config,
         *,
         mapper: Callable[[RawRow], Row],
+        mapping_warnings: Callable[[], list[str]] | None = None,
         client: GongClient,
         gate: Gate,
         writer: ResultsWriter,
@@ -168,13 +120,14 @@ class Pipeline:
         self.hard_stop = hard_stop or asyncio.Event()
         self.rng = rng or random.Random()
         self.stats = RunStats()
-        self._seen = KeyIndex()  # duplicate detection: ~24 bytes a key, not ~150
+        self._busy: set[asyncio.Task[None]] = set()  # workers with a row in hand
+        self.mapping_warnings = mapping_warnings
         self._drain: tuple[Status, str] | None = None
 
     # -- bookkeeping ----------------------------------------------------------------------
 
-    def _finish(self, record: Record) -> None:
-        self.writer.record(record)
+    def _finish(self, record: Record, payload: dict[str, Any] | None = None) -> None:
+        self.writer.record(record, payload)
         self.stats.counts[record.status.value] += 1
         if record.status is Status.UNCERTAIN:
             self.stats.uncertain_lines.append(record.line)
@@ -188,110 +141,95 @@ class Pipeline:
             self.gate.close(GateClosed(reason))
             log.warning("stopping: %s", reason, extra={"event": "stop"})
 
-    def _drained(self, row: Row, *, attempts: int = 0) -> Record:
+    def _finish_drained(self, item: Queued, *, attempts: int = 0) -> None:
+        """Record a row the run will not send now, keeping its payload for `retry`."""
+        row, digest = item
         status, reason = self._drain or (Status.NOT_SENT, "the run stopped")
-        return Record(row.line, row.key, status, errors=(reason,), attempts=attempts,
-                      payload_hash=payload_digest(row.payload) if row.payload else None)
+        self._finish(Record(row.line, row.key, status, errors=(reason,), attempts=attempts,
+                            payload_hash=digest), row.payload)
 
     # -- the reader stage -----------------------------------------------------------------
 
-    def _triage(self, raw: RawRow) -> Row | None:
+    def _triage(self, triage: Triage, raw: RawRow) -> Queued | None:
         """Map one row and decide if it is sent; rows that are not are recorded here."""
         self.stats.rows_read += 1
-        row = self.mapper(raw)
-        if row.skipped_reason is not None:
-            self._finish(Record(row.line, row.key, Status.SKIPPED, errors=(row.skipped_reason,)))
+        verdict = triage(raw)
+        for warning in verdict.warnings:
+            log.warning(warning, extra={"event": "mapping", "line": raw.line})
+        if verdict.record is not None:
+            self._finish(verdict.record)
             return None
-        if not row.valid:
-            errors = row.errors or ("the row has no payload",)
-            self._finish(Record(row.line, row.key, Status.INVALID, errors=errors))
-            return None
-        first = self._seen.add(row.key, row.line)
-        if first is not None:
-            self._finish(Record(row.line, row.key, Status.DUPLICATE, errors=(
-                f"line {row.line}: same key {row.key!r} as line {first}; not sent twice",)))
-            return None
+        row = verdict.row
         assert row.payload is not None
-        return self._resume_check(row)
-
-    def _resume_check(self, row: Row) -> Row | None:
-        if row.op != "create":
-            return row  # sync plans updates and deletes from the ledger itself
+        digest = payload_digest(row.payload)
         ks = self.prior.keys.get(row.key) if self.prior else None
         led = self.ledger.get(row.key) if self.ledger else None
-        if ks is not None and ks.last is not None and ks.last.status is Status.CREATED:
-            self.stats.skipped += 1
-            self.stats.settled += 1
-            return None
-        if led is not None and led.exists and not led.in_flight:
-            self.stats.skipped += 1
-            self._finish(Record(row.line, row.key, Status.SKIPPED, meeting_id=led.meeting_id,
-                                errors=("already created in an earlier run (ledger)",)))
-            return None
-        dangling = (ks is not None and ks.in_flight) or (led is not None and led.in_flight)
-        recorded = ks is not None and ks.last is not None and ks.last.status is Status.UNCERTAIN
-        if (dangling or recorded) and not self.resend_uncertain:
-            if recorded and not dangling:
-                self.stats.uncertain_before += 1
-                self.stats.uncertain_lines.append(row.line)
-            else:
+        match decide(row, digest, ks, led, resend_uncertain=self.resend_uncertain):
+            case Decision.SEND:
+                return row, digest
+            case Decision.CREATED_BEFORE:
+                self.stats.skipped += 1
+                self.stats.settled += 1
+            case Decision.IN_LEDGER:
+                self.stats.skipped += 1
+                self._finish(Record(row.line, row.key, Status.SKIPPED,
+                                    meeting_id=led.meeting_id if led else None,
+                                    errors=("already created in an earlier run (ledger)",)))
+            case Decision.IN_FLIGHT:
                 self._finish(Record(row.line, row.key, Status.UNCERTAIN, errors=(
                     "a request for this row was in flight when an earlier run stopped; Gong may "
                     "have created it. Not sent again (check Gong, then use --resend-uncertain)",)))
-            return None
-        if ks is not None and ks.last is not None and ks.last.status is Status.FAILED \
-                and ks.last.http_status in PERMANENT_HTTP \
-                and ks.last.payload_hash == payload_digest(row.payload or {}):
-            # Sending the same payload again cannot succeed; a corrected row has a new digest.
-            self.stats.skipped += 1
-            self.stats.settled += 1
-            return None
-        return row
+            case Decision.UNCERTAIN_BEFORE:
+                self.stats.uncertain_before += 1
+                self.stats.uncertain_lines.append(row.line)
+            case Decision.REFUSED_BEFORE:
+                # Sending the same payload again cannot succeed; a corrected row has a new digest.
+                self.stats.refused_before += 1
+                self.stats.settled += 1
+        return None
 
-    async def _read(self, raws: Iterable[RawRow], queue: asyncio.Queue[Row | None],
+    async def _read(self, raws: Iterable[RawRow], queue: asyncio.Queue[Queued | None],
                     blocking: bool) -> None:
-        it: Iterator[RawRow] = iter(raws)
-        n = 0
-        while True:
+        # Built here, not in __init__, so a tap set on self.mapper after construction sees rows.
+        triage = Triage(self.mapper, warnings=self.mapping_warnings)
+        source = _pumped(raws) if blocking else _chunked(raws)
+        async for raw in source:
             if self.stop.is_set():
                 self.stats.unread = True
                 break
-            if blocking:
-                raw = await asyncio.to_thread(next, it, None)
-            else:
-                raw = next(it, None)
-                n += 1
-                if n % 256 == 0:
-                    await asyncio.sleep(0)  # let workers and the writer run
-            if raw is None:
-                break
-            row = self._triage(raw)
-            if row is None:
+            item = self._triage(triage, raw)
+            if item is None:
                 continue
             if self._drain is not None:
-                self._finish(self._drained(row))
+                self._finish_drained(item)
                 continue
             try:
-                await queue.put(row)
+                await queue.put(item)
             except asyncio.CancelledError:
-                self._finish(self._drained(row))
+                self._finish_drained(item)
                 raise
 
     # -- the workers ----------------------------------------------------------------------
 
-    async def _work(self, queue: asyncio.Queue[Row | None]) -> None:
+    async def _work(self, queue: asyncio.Queue[Queued | None]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         while True:
-            row = await queue.get()
-            if row is None:
+            item = await queue.get()
+            if item is None:
                 return
             if self.stop.is_set() or self._drain is not None:
-                self._finish(self._drained(row))
+                self._finish_drained(item)
                 continue
-            await self._send_row(row)
+            self._busy.add(task)
+            try:
+                await self._send_row(item)
+            finally:
+                self._busy.discard(task)
 
-    async def _send_row(self, row: Row) -> None:
+    async def _send_row(self, item: Queued) -> None:
+        row, phash = item
         assert row.payload is not None
-        phash = payload_digest(row.payload)
         attempts = failures = 0
         in_flight = False
         finished = False
@@ -300,6 +238,11 @@ class Pipeline:
             nonlocal finished
             finished = True
             self._finish(record)
+
+        def drained() -> None:
+            nonlocal finished
+            finished = True
+            self._finish_drained(item, attempts=attempts)
 
         def rec(status: Status, **kw: object) -> Record:
             return Record(row.line, row.key, status, attempts=attempts, payload_hash=phash,
@@ -310,22 +253,22 @@ class Pipeline:
                 try:
                     await self.gate.acquire()
                 except GateClosed:
-                    finish(self._drained(row, attempts=attempts))
+                    drained()
                     return
                 if self.stop.is_set():
-                    finish(self._drained(row, attempts=attempts))
+                    drained()
                     return
                 if self.quota is not None:
                     try:
                         self.quota.spend()
                     except QuotaExhausted as exc:
                         self._start_drain(Status.DEFERRED, str(exc))
-                        finish(self._drained(row, attempts=attempts))
+                        drained()
                         return
                 attempts += 1
                 self.writer.sending(row, attempts, phash)
                 if self.ledger is not None:
-                    self.ledger.write(row.key, "sending", payload_hash=phash)
+                    self.ledger.write(row.key, "sending", payload_hash=phash, intent=row.op)
                 self._count_request()
                 in_flight = True
                 try:
@@ -350,7 +293,7 @@ class Pipeline:
                         "the run was stopped while this request was in flight; Gong may have "
                         "created the meeting",)))
                 else:
-                    self._finish(self._drained(row, attempts=attempts))
+                    self._finish_drained(item, attempts=attempts)
             raise
 
     async def _handle(
@@ -380,7 +323,7 @@ class Pipeline:
                 return True, failures
             case RateLimited():
                 self.stats.rate_limited += 1
-                self._ledger(row.key, "not_created")
+                self._answered(row, 429)
                 wait = outcome.retry_after
                 if wait is None:
                     wait = cfg.retry_after_default
@@ -399,7 +342,7 @@ class Pipeline:
                 return False, failures  # a 429 is not a failed attempt
             case Retryable():
                 failures += 1
-                self._ledger(row.key, "not_created")
+                self._answered(row, outcome.http_status)
                 if failures >= cfg.max_attempts:
                     log.error("line %d: giving up after %d attempts: %s", row.line, failures,
                               outcome.message, extra={**extra, "event": "failed"})
@@ -449,6 +392,11 @@ class Pipeline:
             return outcome
         raise AssertionError(f"unknown op {row.op!r}")  # pragma: no cover
 
+    def _answered(self, row: Row, http_status: int | None) -> None:
+        """Nothing was created (429, 5xx, no connection): settle the `sending` entries."""
+        self.writer.answered(row, http_status)
+        self._ledger(row.key, "not_created")
+
     def _ledger(self, key: str, op: str) -> None:
         if self.ledger is not None:
             self.ledger.write(key, op)
@@ -469,7 +417,7 @@ class Pipeline:
     # -- the whole run --------------------------------------------------------------------
 
     async def run(self, raws: Iterable[RawRow], *, blocking: bool = False) -> RunStats:
-        queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=self.cfg.queue_size)
+        queue: asyncio.Queue[Queued | None] = asyncio.Queue(maxsize=self.cfg.queue_size)
         reader = asyncio.create_task(self._read(raws, queue, blocking), name="reader")
         workers = [asyncio.create_task(self._work(queue), name=f"worker-{i}")
                    for i in range(self.cfg.concurrency)]
@@ -487,11 +435,11 @@ class Pipeline:
                 if not task.done():
                     task.cancel()
             await asyncio.gather(reader, *workers, watcher, return_exceptions=True)
-            # Rows left in the queue after a hard stop still get their record.
+            # Rows left in the queue after a stop still get their record.
             while not queue.empty():
-                row = queue.get_nowait()
-                if row is not None:
-                    self._finish(self._drained(row))
+                item = queue.get_nowait()
+                if item is not None:
+                    self._finish_drained(item)
             self.stats.finished = time.monotonic()
             self.stats.pauses = self.gate.pauses
             self.stats.paused_seconds = self.gate.paused_seconds
@@ -506,21 +454,69 @@ class Pipeline:
             self.stats.stop_reason = "interrupted"
             self.stats.exit_status = Status.NOT_SENT
         self.gate.close(GateClosed("interrupted"))
+        # Stop reading at once (stdin may never end); rows already queued become not_sent.
+        reader.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cfg.grace_period
         hard = asyncio.ensure_future(self.hard_stop.wait())
         try:
-            pending = {t for t in workers if not t.done()}
-            while pending and not self.hard_stop.is_set():
+            # Only workers with a row in hand are worth waiting for; idle ones have nothing.
+            while self._busy and not self.hard_stop.is_set():
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
-                await asyncio.wait({hard, *pending}, timeout=remaining,
+                await asyncio.wait({hard, *self._busy}, timeout=remaining,
                                    return_when=asyncio.FIRST_COMPLETED)
-                pending = {t for t in pending if not t.done()}
+                # A busy worker that finished its row goes back to the (drained) queue.
+                await asyncio.sleep(0)
         finally:
             hard.cancel()
         # Past the grace period, or on a second signal: cut what is still in flight.
-        for task in (reader, *workers):
+        for task in workers:
             if not task.done():
                 task.cancel()
+
+
+Queued = tuple[Row, str]  # a row to send, with the digest of its payload
+READER_THREAD = "bulkmeet-reader"
+
+
+async def _chunked(raws: Iterable[RawRow]) -> AsyncIterator[RawRow]:
+    """A file that does not block: read in the loop, yielding to the workers now and then."""
+    for n, raw in enumerate(raws, start=1):
+        yield raw
+        if n % 256 == 0:
+            await asyncio.sleep(0)
+
+
+async def _pumped(raws: Iterable[RawRow]) -> AsyncIterator[RawRow]:
+    """A pipe or stdin, which blocks: read in a daemon thread, so that a stop never waits for
+    input that may never come (the thread dies with the process)."""
+    loop = asyncio.get_running_loop()
+    handoff: asyncio.Queue[RawRow | BaseException | None] = asyncio.Queue(maxsize=64)
+
+    def put(item: RawRow | BaseException | None) -> bool:
+        try:
+            asyncio.run_coroutine_threadsafe(handoff.put(item), loop).result()
+        except (RuntimeError, concurrent.futures.CancelledError):
+            return False  # the loop is gone: nobody is reading any more
+        return True
+
+    def pump() -> None:
+        try:
+            for raw in raws:
+                if not put(raw):
+                    return
+        except BaseException as exc:  # handed to the loop, which raises it there
+            put(exc)
+            return
+        put(None)
+
+    threading.Thread(target=pump, name=READER_THREAD, daemon=True).start()
+    while True:
+        item = await handoff.get()
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item

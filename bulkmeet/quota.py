@@ -8,6 +8,7 @@ under-count by the calls of its last second.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 import time
@@ -51,14 +52,10 @@ class DailyQuota:
         self.day = self.day_of(now)
         self.used = 0
         self._saved_at = 0.0
-        self._dirty = False
-        if path is not None and path.exists():
-            try:
-                data = orjson.loads(path.read_bytes())
-                if data.get("day") == self.day:
-                    self.used = int(data.get("used", 0))
-            except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError):
-                pass  # an unreadable state file counts as a fresh day rather than stopping work
+        self._unsaved = 0  # calls counted here and not yet added to the file
+        if path is not None:
+            # An unreadable state file counts as a fresh day rather than stopping work.
+            self.used = self._read_used()
 
     def day_of(self, now: datetime | None = None) -> str:
         now = now or datetime.now(self._tz)
@@ -78,7 +75,8 @@ class DailyQuota:
     def _roll(self) -> None:
         day = self.day_of()
         if day != self.day:
-            self.day, self.used = day, 0
+            self.save()  # what was spent before midnight belongs to that day
+            self.day, self.used, self._unsaved = day, 0, 0
 
     def spend(self) -> None:
         """Count one call, or raise QuotaExhausted if the budget for today is spent."""
@@ -90,17 +88,34 @@ class DailyQuota:
                 f"it resets at {self.next_reset().isoformat(timespec='minutes')}"
             )
         self.used += 1
-        self._dirty = True
+        self._unsaved += 1
         if time.monotonic() - self._saved_at >= SAVE_EVERY:
             self.save()
 
     def save(self) -> None:
-        if self.path is None or not self._dirty:
+        """Add this process's unsaved calls to the file's count, under a lock, so that runs at
+        the same time add up instead of overwriting each other; learn theirs on the way."""
+        if self.path is None or not self._unsaved:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".quota-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps({"day": self.day, "used": self.used, "budget": self.budget}))
-        os.replace(tmp, self.path)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            on_disk = self._read_used()
+            total = on_disk + self._unsaved
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".quota-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(orjson.dumps({"day": self.day, "used": total, "budget": self.budget}))
+            os.replace(tmp, self.path)
+        self.used = max(self.used, total)
+        self._unsaved = 0
         self._saved_at = time.monotonic()
-        self._dirty = False
+
+    def _read_used(self) -> int:
+        """Today's count in the file; 0 when it is missing, unreadable or of another day."""
+        assert self.path is not None
+        try:
+            data = orjson.loads(self.path.read_bytes())
+            return int(data["used"]) if data.get("day") == self.day else 0
+        except (OSError, orjson.JSONDecodeError, ValueError, TypeError, KeyError,
+                AttributeError):
+            return 0

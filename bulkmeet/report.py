@@ -119,6 +119,8 @@ class RunReport:
                 if data["status"] == Status.SENDING.value:
                     first_sent.setdefault(where, str(data.get("finishedAt") or ""))
                     continue
+                if data["status"] == Status.ANSWERED.value:
+                    continue
                 try:
                     mine[where] = Record.from_json(data)
                 except (KeyError, ValueError, TypeError):

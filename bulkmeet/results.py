@@ -73,12 +73,22 @@ class ResultsWriter:
         self.finals = 0
 
     def _repair_torn_tail(self) -> None:
-        # A torn last line (killed mid-write) would glue onto the next entry: end it first.
-        with open(self.path, "rb") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                self._file.write("\r\n" if self._csv else "\n")
-                self._file.flush()
+        """Cut a torn last entry (the process killed mid-write) back to the last whole one.
+
+        Appending after it would glue the next entry onto it, and in a CSV a torn quoted cell
+        would swallow every later line. read_results already warned about it.
+        """
+        good = _complete_length(self.path, self._csv)
+        if good < self.path.stat().st_size:
+            self._file.flush()
+            os.truncate(self.path, good)
+            self._file.seek(0, os.SEEK_END)
+
+    def answered(self, row: Row, http_status: int | None) -> None:
+        """Gong answered and created nothing (429, 5xx): the `sending` before it is settled, so
+        a resume after a crash here does not call the row uncertain."""
+        self._emit({"line": row.line, "key": row.key, "status": Status.ANSWERED.value,
+                    "httpStatus": http_status, "finishedAt": now_iso()})
 
     def sending(self, row: Row, attempt: int, payload_hash: str) -> None:
         self._emit({
@@ -91,10 +101,13 @@ class ResultsWriter:
             "payload": row.payload,
         })
 
-    def record(self, record: Record) -> None:
+    def record(self, record: Record, payload: dict[str, Any] | None = None) -> None:
+        """A row's final record; `payload` is kept for rows never sent (so `retry` can)."""
         data = record.to_json()
         if data["finishedAt"] is None:
             data["finishedAt"] = now_iso()
+        if payload is not None:
+            data["payload"] = payload
         self._emit(data)
         self.finals += 1
 
@@ -112,6 +125,36 @@ class ResultsWriter:
             self._file.close()
 
 
+def _complete_length(path: Path, as_csv: bool) -> int:
+    """The byte length of the file's whole entries (header included)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if not as_csv:
+        return data.rfind(b"\n") + 1
+    # Walk the records with the csv module, counting the bytes each one used.
+    good = 0
+    used = 0
+    lines = iter(data.decode("utf-8", errors="surrogateescape").splitlines(keepends=True))
+
+    def counted() -> Iterator[str]:
+        nonlocal used
+        for line in lines:
+            used += len(line.encode("utf-8", errors="surrogateescape"))
+            yield line
+
+    reader = csv.reader(counted())
+    try:
+        for cells in reader:
+            whole = (len(cells) == len(CSV_FIELDS) or good == 0) and used <= len(data) \
+                and data[used - 1:used] == b"\n"
+            if not whole:
+                break
+            good = used
+    except csv.Error:
+        pass
+    return good
+
+
 def _csv_cell(name: str, value: Any) -> str:
     if value is None:
         return ""
@@ -126,13 +169,20 @@ def _csv_cell(name: str, value: Any) -> str:
 
 @dataclass(slots=True)
 class KeyState:
-    """What the results file says of one key: its last final record, and whether a request
-    was started after it without an outcome (a `sending` line left dangling)."""
+    """What the results file says of one key: its last final record, whether a request was
+    started after it without an outcome (a `sending` line left dangling), and whether a meeting
+    made for it still exists (created, updated or skipped with a meetingId, and not deleted
+    since) — whatever the last record says, a key with a meeting is never created again."""
 
     last: Record | None = None
     in_flight: bool = False
     payload: dict[str, Any] | None = None
     sent_line: int | None = None
+    meeting_id: str | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.meeting_id is not None
 
 
 @dataclass(slots=True)
@@ -216,11 +266,14 @@ def read_results(path: str | Path) -> ResultsState:
         if ks is None:
             ks = state.keys[key] = KeyState()
         status = data["status"]
+        if isinstance(data.get("payload"), dict):
+            ks.payload = data["payload"]
         if status == Status.SENDING.value:
             ks.in_flight = True
             ks.sent_line = int(data.get("line") or 0)
-            if isinstance(data.get("payload"), dict):
-                ks.payload = data["payload"]
+            continue
+        if status == Status.ANSWERED.value:
+            ks.in_flight = False
             continue
         try:
             rec = Record.from_json(data)
@@ -230,4 +283,11 @@ def read_results(path: str | Path) -> ResultsState:
         if rec.status in FINAL_STATUSES:
             ks.last = rec
             ks.in_flight = False
+            if rec.status is Status.DELETED:
+                ks.meeting_id = None
+            elif rec.meeting_id and rec.status in _HAS_MEETING:
+                ks.meeting_id = rec.meeting_id
     return state
+
+
+_HAS_MEETING = frozenset({Status.CREATED, Status.UPDATED, Status.SKIPPED})

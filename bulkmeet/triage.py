@@ -7,42 +7,68 @@ row's key (duplicate: the second of two is never sent), or would be sent. `bulkm
 
 from __future__ import annotations
 
-import hashlib
-import sqlite3
+from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
+from .ledger import LedgerEntry
 from .mapping import Mapper
 from .models import RawRow, Record, Row, Status
+from .results import KeyState
 
 
-class FirstLines:
-    """The first line of every key seen, kept in a temporary SQLite table on disk.
+class KeyIndex:
+    """The keys a run has queued, each with the line of its first row, in ~24 bytes a key.
 
-    A dict of a million keys costs over 100 MB; this stays at SQLite's page cache (a few MB)
-    whatever the input's size, for a few microseconds a row. Keys are stored as 63-bit digests:
-    two different keys colliding is a 1-in-10^13 event at a million rows.
+    A dict of key strings costs ~150 bytes a key (135 MB at a million rows), so this keeps each
+    key's 64-bit hash in an open-addressing table (linear probing, at most half full) beside the
+    line. str hashes are SipHash with a per-process random key: two different keys share one
+    with odds of about n²/2^65 (one in 37 million at a million rows), and the second would then
+    be recorded a duplicate of the first, naming both lines.
     """
 
-    def __init__(self) -> None:
-        # "" opens a private temporary database that SQLite deletes on close.
-        self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=OFF")
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("CREATE TABLE seen (digest INTEGER PRIMARY KEY, line INTEGER)")
+    __slots__ = ("_hashes", "_lines", "_count")
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._hashes = array("Q", [0]) * capacity  # a power of two; 0 marks a free slot
+        self._lines = array("I", [0]) * capacity  # lines past 2^32 - 1 are kept as that
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
 
     def add(self, key: str, line: int) -> int | None:
-        """Remember `key` at `line`; if it was seen before, return its first line instead."""
-        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest()) >> 1
-        cur = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (digest, line))
-        if cur.rowcount == 1:
-            return None
-        found = self._db.execute("SELECT line FROM seen WHERE digest = ?", (digest,)).fetchone()
-        return int(found[0])
+        """Record that `key` was first seen at `line`, or return the line it was first seen at
+        (and record nothing)."""
+        h = (hash(key) & 0xFFFF_FFFF_FFFF_FFFF) or 1
+        hashes = self._hashes
+        mask = len(hashes) - 1
+        i = h & mask
+        while (other := hashes[i]) != 0:
+            if other == h:
+                return self._lines[i]
+            i = (i + 1) & mask
+        hashes[i] = h
+        self._lines[i] = min(line, 0xFFFF_FFFF)
+        self._count += 1
+        if 2 * self._count > len(hashes):
+            self._grow()
+        return None
 
-    def close(self) -> None:
-        self._db.close()
+    def _grow(self) -> None:
+        old = zip(self._hashes, self._lines, strict=True)
+        capacity = 2 * len(self._hashes)
+        hashes = self._hashes = array("Q", [0]) * capacity
+        lines = self._lines = array("I", [0]) * capacity
+        mask = capacity - 1
+        for h, line in old:
+            if h:
+                i = h & mask
+                while hashes[i] != 0:
+                    i = (i + 1) & mask
+                hashes[i], lines[i] = h, line
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +101,7 @@ class Triage:
         else:
             self._map, self._warnings = mapper, warnings
         self.counts: Counter[str] = Counter()
-        self._seen = FirstLines()
+        self._seen = KeyIndex()  # duplicate detection: ~24 bytes a key, not ~150
 
     def __call__(self, raw: RawRow) -> Verdict:
         row = self._map(raw)
@@ -102,3 +128,43 @@ class Triage:
         return not self.counts["invalid"] and not self.counts["duplicate"]
 
 
+
+
+class Decision(StrEnum):
+    """What a re-run does with a valid row, given what earlier runs recorded of its key."""
+
+    SEND = "send"
+    CREATED_BEFORE = "created_before"  # the results file holds its meeting: skipped, no record
+    IN_LEDGER = "in_ledger"  # the ledger holds its meeting: a `skipped` record
+    IN_FLIGHT = "in_flight"  # a request for it was cut off: recorded `uncertain` now
+    UNCERTAIN_BEFORE = "uncertain_before"  # recorded `uncertain` already: counted, not sent
+    REFUSED_BEFORE = "refused_before"  # Gong refused this very payload (4xx): counted, not sent
+
+
+# Answers that sending the same payload again cannot change.
+PERMANENT_HTTP = frozenset({400, 404, 409, 422})
+
+
+def decide(row: Row, digest: str, ks: KeyState | None, led: LedgerEntry | None, *,
+           resend_uncertain: bool) -> Decision:
+    """The resume rules, in one place for `run`, `retry` and the preflight estimate.
+
+    A key whose meeting exists (results file or ledger) is never created again; one whose
+    create was cut off is not sent again without --resend-uncertain; one Gong refused is not
+    sent again unchanged (a corrected row has another digest).
+    """
+    if row.op != "create":
+        return Decision.SEND  # sync plans updates and deletes from the ledger itself
+    if ks is not None and ks.exists:
+        return Decision.CREATED_BEFORE
+    if led is not None and led.exists:
+        return Decision.IN_LEDGER
+    dangling = (ks is not None and ks.in_flight) or (led is not None and led.create_in_doubt)
+    recorded = ks is not None and ks.last is not None and ks.last.status is Status.UNCERTAIN
+    if (dangling or recorded) and not resend_uncertain:
+        return Decision.UNCERTAIN_BEFORE if recorded and not dangling else Decision.IN_FLIGHT
+    last = ks.last if ks is not None else None
+    if last is not None and last.status is Status.FAILED and last.http_status in PERMANENT_HTTP \
+            and last.payload_hash == digest:
+        return Decision.REFUSED_BEFORE
+    return Decision.SEND

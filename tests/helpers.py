@@ -45,7 +45,7 @@ def entries(path: Path) -> list[dict[str, Any]]:
 
 
 def finals(path: Path) -> list[dict[str, Any]]:
-    return [e for e in entries(path) if e["status"] != "sending"]
+    return [e for e in entries(path) if e["status"] not in ("sending", "answered")]
 
 
 def last_by_key(path: Path) -> dict[str, dict[str, Any]]:

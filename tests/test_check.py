@@ -379,3 +379,18 @@ def test_check_usage_and_config_errors_exit_2(tmp_path: Path, monkeypatch: pytes
     res = CliRunner().invoke(main, [a.format(src=src) for a in args])
     assert res.exit_code == 2, res.output
     assert message in res.output
+
+
+def test_resume_rules_a_cut_off_update_is_not_a_create_in_doubt() -> None:
+    """A ledger key whose last request was an update cut off mid-flight still has its meeting:
+    even with --resend-uncertain it is never created again."""
+    from bulkmeet.ledger import LedgerEntry
+    from bulkmeet.models import Row
+    from bulkmeet.triage import Decision, decide
+
+    row = Row(2, "k", {"startTime": "x"})
+    led = LedgerEntry(meeting_id="77", in_flight=True, in_flight_op="update")
+    assert decide(row, "d", None, led, resend_uncertain=True) is Decision.IN_LEDGER
+    doubt = LedgerEntry(in_flight=True, in_flight_op="create")
+    assert decide(row, "d", None, doubt, resend_uncertain=False) is Decision.IN_FLIGHT
+    assert decide(row, "d", None, doubt, resend_uncertain=True) is Decision.SEND

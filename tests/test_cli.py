@@ -210,3 +210,21 @@ def test_every_command_has_help(runner: CliRunner) -> None:
         assert len(res.output.splitlines()) > 3
         cmd = main.commands[name]
         assert cmd.help and len(cmd.help) > 30, name
+
+
+def test_retry_sends_rows_deferred_by_the_budget_from_their_recorded_payloads(
+        runner: CliRunner, tmp_path: Path, env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows deferred by the daily budget were never sent, yet `retry RESULTS` (no --input) can
+    send them: their records keep the payload."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(4)])
+    out = tmp_path / "r.jsonl"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"daily_budget: 2\nquota_file: {tmp_path / 'q.json'}\nconcurrency: 1\n")
+    with SandboxThread(SandboxSettings(rate=None)) as sb:
+        _sandbox_env(monkeypatch, sb.url)
+        res = runner.invoke(main, ["run", str(src), "--rate", "1000", "--config", str(cfg),
+                                   "--out", str(out)])
+        assert res.exit_code == 75
+        res = runner.invoke(main, ["retry", str(out), "--rate", "1000"])
+        assert res.exit_code == 0, res.output
+        assert sorted(sb.state.created_by_external_id) == [f"ext-{i}" for i in range(4)]

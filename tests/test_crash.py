@@ -120,7 +120,7 @@ def _dangling(out: Path) -> list[dict[str, object]]:
     for e in entries(out):
         if e["status"] == "sending":
             open_[e["key"]] = e
-        else:
+        else:  # a final record, or `answered` (Gong answered and made nothing)
             open_.pop(e["key"], None)
     return list(open_.values())
 
@@ -165,3 +165,27 @@ def test_rows_stream_results_appear_before_stdin_ends(tmp_path: Path,
     proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert _created_count(out) == 2
+
+
+def test_ctrl_c_while_stdin_stays_open_exits_at_once(tmp_path: Path,
+                                                     sandbox: SandboxThread) -> None:
+    """A pipe that never closes (`tail -f | bulkmeet run -`): SIGINT ends the run promptly with
+    130, the rows already read recorded, instead of waiting for input that never comes."""
+    out = tmp_path / "out.jsonl"
+    proc = _bulkmeet(["run", "-", "--format", "csv", "--out", str(out), "--rate", "1000"],
+                     sandbox.url, stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    header = "startTime,endTime,title,organizerEmail,externalId,invitees\n"
+    proc.stdin.write((header + ",".join(meeting_row(0)) + "\n").encode())
+    proc.stdin.flush()
+    _wait_for(lambda: _created_count(out) == 1)
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=5)
+    finally:
+        proc.stdin.close()
+        proc.stdin = None
+        proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert time.monotonic() - start < 3

@@ -148,3 +148,23 @@ def test_adaptive_mode_never_goes_below_the_floor() -> None:
         return gate.rate
 
     assert run_virtual(scenario()) == pytest.approx(0.25)
+
+
+def test_adaptive_increase_keeps_the_spacing_at_the_new_rate() -> None:
+    """When the rate goes up, the next call still waits a full interval: a rate change never
+    lets a call out early (no 4 calls in one second at a 3/s ceiling)."""
+
+    async def scenario() -> list[float]:
+        gate = Gate(2.8, auto=True, ceiling=3.0, increase_every=1.0, increase_step=0.1)
+        loop = asyncio.get_running_loop()
+        times = []
+        for _ in range(12):
+            await gate.acquire()
+            times.append(loop.time())
+        return times
+
+    times = run_virtual(scenario())
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 1 / 3.0 - 1e-6
+    for i in range(len(times) - 3):
+        assert times[i + 3] - times[i] >= 1.0 - 1e-6

@@ -256,3 +256,70 @@ def test_retry_after_beyond_max_wait_defers_instead_of_sleeping(tmp_path: Path) 
     counts = Counter(r["status"] for r in finals(out))
     assert counts["created"] == 2 and counts["deferred"] == 4
     assert "max_wait" in (stats.stop_reason or "")
+
+
+def test_a_key_whose_last_record_is_updated_is_never_created_again(tmp_path: Path) -> None:
+    """A sync appended `updated` after `created` in the same results file: run still knows the
+    meeting exists and sends nothing for it (the last record is not `created`)."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(0), meeting_row(1)])
+    out = tmp_path / "out.jsonl"
+    lines = [{"line": 2, "key": "ext-0", "status": "created", "meetingId": "11"},
+             {"line": 2, "key": "ext-0", "status": "updated", "meetingId": "11"}]
+    out.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    _, sb = run_against(SandboxSettings(rate=None), FAST, JobOptions(input=str(src),
+                                                                     out=str(out)))
+    assert list(sb.state.created_by_external_id) == ["ext-1"]
+
+
+def test_a_sending_settled_by_answered_is_sent_again_not_uncertain(tmp_path: Path) -> None:
+    """Killed during a 429 pause: the row's `sending` is followed by `answered` (Gong made
+    nothing), so the resume sends it instead of calling it uncertain."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(0)])
+    out = tmp_path / "out.jsonl"
+    lines = [{"line": 2, "key": "ext-0", "status": "sending", "attempts": 1},
+             {"line": 2, "key": "ext-0", "status": "answered", "httpStatus": 429}]
+    out.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+    _, sb = run_against(SandboxSettings(rate=None), FAST, JobOptions(input=str(src),
+                                                                     out=str(out)))
+    assert list(sb.state.created_by_external_id) == ["ext-0"]
+
+
+def test_429_and_500_answers_are_journalled_as_answered(tmp_path: Path) -> None:
+    """Each 429 or 5xx gets an `answered` entry after its `sending`, so no `sending` is left
+    dangling once the run ends."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(6)])
+    out = tmp_path / "out.jsonl"
+    settings = SandboxSettings(rate=3, window="fixed", retry_after_fixed=1, fail_rate=0.3,
+                               seed=3)
+    _, sb = run_against(settings, FAST.replace(max_attempts=10),
+                        JobOptions(input=str(src), out=str(out)))
+    journal = entries(out)
+    answered = [e for e in journal if e["status"] == "answered"]
+    assert len(answered) == sb.state.by_status[429] + sb.state.by_status[500] > 0
+    open_keys: set[str] = set()
+    for e in journal:
+        if e["status"] == "sending":
+            open_keys.add(e["key"])
+        else:
+            open_keys.discard(e["key"])
+    assert open_keys == set()
+
+
+def test_a_torn_csv_results_file_is_cut_back_and_read_whole_on_resume(tmp_path: Path) -> None:
+    """A CSV results file cut inside a quoted payload cell: the resume trims the torn entry,
+    appends after it, and a third run reads every record (nothing sent twice)."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(4)])
+    out = tmp_path / "out.csv"
+    opts = JobOptions(input=str(src), out=str(out))
+    run_against(SandboxSettings(rate=None), FAST, opts)
+    data = out.read_bytes()
+    cut = data.rindex(b'"{') + 10  # inside the last quoted payload JSON
+    out.write_bytes(data[:cut])
+    _, sb = run_against(SandboxSettings(rate=None), FAST, opts)
+    _, sb3 = run_against(SandboxSettings(rate=None), FAST, opts)
+    assert sb3.state.requests == 0
+    from bulkmeet.results import read_results
+
+    state = read_results(out)
+    assert not state.warnings
+    assert sorted(state.keys) == [f"ext-{i}" for i in range(4)]

@@ -285,8 +285,8 @@ def test_an_interrupted_sync_resumes_without_doing_a_change_twice(
                 if getattr(record, "spy", False):
                     return
 
-                def counting(rec: Record) -> None:
-                    record(rec)
+                def counting(rec: Record, payload: dict[str, Any] | None = None) -> None:
+                    record(rec, payload)
                     if rec.status in (Status.CREATED, Status.UPDATED, Status.DELETED):
                         landed.append(rec.key)
                         if len(landed) == stop_after:

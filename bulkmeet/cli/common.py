@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,8 +18,8 @@ from .. import __version__, logs
 from .. import config as config_mod
 from ..config import Config
 from ..errors import BulkmeetError
-from ..models import Status
-from ..pool import RunStats
+from ..models import FINAL_STATUSES, Status
+from ..pool import READER_THREAD, RunStats
 
 EXIT_OK = 0
 EXIT_ROWS = 1
@@ -93,13 +95,14 @@ def exit_code(stats: RunStats, signals: list[int]) -> int:
     if stats.exit_status is Status.DEFERRED:
         return EXIT_DEFERRED
     bad = (Status.INVALID, Status.FAILED, Status.NOT_SENT, Status.UNCERTAIN, Status.DUPLICATE)
-    if any(stats.counts.get(s.value) for s in bad) or stats.uncertain_before:
+    if any(stats.counts.get(s.value) for s in bad) or stats.uncertain_before \
+            or stats.refused_before:
         return EXIT_ROWS
     return EXIT_OK
 
 
 def summary_lines(stats: RunStats, out: str) -> list[str]:
-    order = [s.value for s in Status if s is not Status.SENDING]
+    order = [s.value for s in Status if s in FINAL_STATUSES]
     counts = ", ".join(f"{stats.counts[s]} {s}" for s in order if stats.counts.get(s))
     lines = [f"bulkmeet: {stats.rows_read} rows read in {stats.wall:.1f}s: "
              f"{counts or 'nothing recorded'}"]
@@ -108,6 +111,9 @@ def summary_lines(stats: RunStats, out: str) -> list[str]:
     lines.append(f"  {stats.requests} requests at {stats.achieved_rate:.2f}/s; "
                  f"{stats.rate_limited} answered 429; "
                  f"paused {stats.pauses} time(s) for {stats.paused_seconds:.1f}s")
+    if stats.refused_before:
+        lines.append(f"  {stats.refused_before} refused by Gong in an earlier run and unchanged "
+                     "since: not sent again (fix the rows, see --errors-out)")
     uncertain = stats.counts.get(Status.UNCERTAIN.value, 0) + stats.uncertain_before
     if uncertain:
         shown = ", ".join(str(n) for n in sorted(stats.uncertain_lines)[:20])
@@ -139,7 +145,6 @@ class RunOutputs:
     def begin(self, cfg: Config, input: str, out: str, *, fresh: bool,
               sheet: str | None = None) -> None:
         """Before run_job: note what the results file holds, choose the display."""
-        import threading
 
         from ..progress import count_rows, make_display
         from ..report import RunReport
@@ -221,6 +226,13 @@ def guard(fn: Callable[[], int]) -> None:
     except BulkmeetError as exc:
         fail(exc)
     else:
+        if any(t.name == READER_THREAD and t.is_alive() for t in threading.enumerate()):
+            # Stopped while the reader waits on a pipe that may never close (`tail -f | ...`).
+            # Every record is already on disk; a normal exit would wait on that read forever,
+            # or abort on the pipe's lock at interpreter shutdown.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         sys.exit(code)
 
 

@@ -1,0 +1,54 @@
+"""The daily budget's state file: counts add up across processes and reset with the day."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bulkmeet.errors import QuotaExhausted
+from bulkmeet.quota import DailyQuota
+
+
+def test_two_runs_at_once_add_their_calls_instead_of_overwriting(tmp_path: Path) -> None:
+    """Two quota objects on one file (two processes): the file holds the sum of their calls."""
+    path = tmp_path / "q.json"
+    a = DailyQuota(100, path)
+    b = DailyQuota(100, path)
+    for _ in range(7):
+        a.spend()
+    for _ in range(5):
+        b.spend()
+    a.save()
+    b.save()
+    assert orjson.loads(path.read_bytes())["used"] == 12
+    assert b.remaining == 88  # b learned a's calls when it saved
+    assert DailyQuota(100, path).remaining == 88
+
+
+def test_budget_spent_raises_naming_the_reset(tmp_path: Path) -> None:
+    """The call past the budget is refused with the day and the reset time."""
+    q = DailyQuota(2, tmp_path / "q.json")
+    q.spend()
+    q.spend()
+    with pytest.raises(QuotaExhausted, match="daily budget of 2 calls is spent"):
+        q.spend()
+
+
+def test_the_day_turns_at_the_reset_time_in_its_zone(tmp_path: Path) -> None:
+    """reset 06:00 in Europe/Berlin: 05:59 local belongs to the day before."""
+    q = DailyQuota(10, None, reset="06:00", tz="Europe/Berlin")
+    before = datetime(2026, 11, 25, 4, 59, tzinfo=UTC)  # 05:59 in Berlin
+    after = datetime(2026, 11, 25, 5, 1, tzinfo=UTC)  # 06:01 in Berlin
+    assert q.day_of(before) == "2026-11-24"
+    assert q.day_of(after) == "2026-11-25"
+    assert q.next_reset(before).isoformat() == "2026-11-25T06:00:00+01:00"
+
+
+def test_a_file_from_another_day_counts_as_zero(tmp_path: Path) -> None:
+    """Yesterday's count does not limit today."""
+    path = tmp_path / "q.json"
+    path.write_bytes(orjson.dumps({"day": "2000-01-01", "used": 10_000}))
+    assert DailyQuota(10_000, path).remaining == 10_000
