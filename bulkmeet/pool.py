@@ -4,8 +4,9 @@ Every input row ends with exactly one final record in the results file:
 - invalid, duplicate and already-created rows are recorded (or skipped) by the reader stage, and
   never reach the queue;
 - each queued row is finished by a worker, which records the outcome before it takes the next;
-- when the run must stop sending (401/403, quota, Ctrl-C), rows still queued or unread get
-  `not_sent` or `deferred`, and a request cut off mid-flight gets `uncertain`.
+- when the run must stop sending (401/403, quota), rows still queued or unread get `not_sent` or
+  `deferred`; on Ctrl-C/SIGTERM reading stops, queued rows get `not_sent` and unread rows no
+  record (the resume reads them); a request cut off mid-flight gets `uncertain`.
 """
 
 from __future__ import annotations
