@@ -247,6 +247,7 @@ def estimate(cfg: Config, opts: JobOptions) -> Estimate | None:
                 to_send += 1
             else:
                 done += 1
+    triage.close()
     rate = None if cfg.rate_auto else cfg.rate * (1 - cfg.rate_margin)
     seconds = to_send / rate if rate else None
     budget_left = None

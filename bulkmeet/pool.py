@@ -158,6 +158,11 @@ class Pipeline:
         for warning in verdict.warnings:
             log.warning(warning, extra={"event": "mapping", "line": raw.line})
         if verdict.record is not None:
+            if verdict.record.status is not Status.SKIPPED:
+                log.warning("%s: %s", verdict.record.status.value,
+                            "; ".join(verdict.record.errors),
+                            extra={"event": verdict.record.status.value, "line": raw.line,
+                                   "key": verdict.record.key})
             self._finish(verdict.record)
             return None
         row = verdict.row
@@ -193,22 +198,25 @@ class Pipeline:
                     blocking: bool) -> None:
         # Built here, not in __init__, so a tap set on self.mapper after construction sees rows.
         triage = Triage(self.mapper, warnings=self.mapping_warnings)
-        source = _pumped(raws) if blocking else _chunked(raws)
-        async for raw in source:
-            if self.stop.is_set():
-                self.stats.unread = True
-                break
-            item = self._triage(triage, raw)
-            if item is None:
-                continue
-            if self._drain is not None:
-                self._finish_drained(item)
-                continue
-            try:
-                await queue.put(item)
-            except asyncio.CancelledError:
-                self._finish_drained(item)
-                raise
+        try:
+            source = _pumped(raws) if blocking else _chunked(raws)
+            async for raw in source:
+                if self.stop.is_set():
+                    self.stats.unread = True
+                    break
+                item = self._triage(triage, raw)
+                if item is None:
+                    continue
+                if self._drain is not None:
+                    self._finish_drained(item)
+                    continue
+                try:
+                    await queue.put(item)
+                except asyncio.CancelledError:
+                    self._finish_drained(item)
+                    raise
+        finally:
+            triage.close()
 
     # -- the workers ----------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ class ResultsWriter:
             )
         except OSError as exc:
             raise InputError(f"cannot write results file {path}: {exc.strerror or exc}") from None
+        self._fd = self._file.fileno()
         self._writer = csv.writer(self._file, lineterminator="\r\n") if self._csv else None
         if existed:
             self._repair_torn_tail()
@@ -113,9 +114,11 @@ class ResultsWriter:
 
     def _emit(self, data: dict[str, Any]) -> None:
         if self._writer is None:
-            self._file.write(orjson.dumps(data).decode() + "\n")
-        else:
-            self._writer.writerow([_csv_cell(name, data.get(name)) for name in CSV_FIELDS])
+            # One write(2) of the whole line, straight to the O_APPEND descriptor: nothing is
+            # buffered in this process, so a kill right after still leaves the line on disk.
+            os.write(self._fd, orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
+            return
+        self._writer.writerow([_csv_cell(name, data.get(name)) for name in CSV_FIELDS])
         self._file.flush()
 
     def close(self) -> None:
