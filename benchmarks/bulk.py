@@ -33,7 +33,7 @@ from bulkmeet.pool import Pipeline
 from bulkmeet.quota import DailyQuota
 from bulkmeet.reader import read_rows
 from bulkmeet.results import ResultsWriter
-from bulkmeet.triage import KeyIndex
+from bulkmeet.triage import IN_MEMORY_KEYS, KeyIndex
 
 from .common import CREDENTIALS, peak_rss_mb, rss_mb, write_input
 
@@ -57,10 +57,11 @@ class LocalClient(GongClient):
 
 
 def index_mb(keys: int) -> float:
-    """What the run's duplicate index (triage.KeyIndex) holds for `keys` keys: one is filled
-    with as many content-hash keys and weighed (its size depends on the count alone)."""
+    """What the run's duplicate index holds in memory for `keys` keys (triage.FirstLines keeps
+    at most IN_MEMORY_KEYS in a KeyIndex, the rest on disk): one is filled with as many
+    content-hash keys and weighed (its size depends on the count alone)."""
     index = KeyIndex()
-    for i in range(keys):
+    for i in range(min(keys, IN_MEMORY_KEYS)):
         index.add(f"h:{i:032x}", i + 2)
     slots = sum(sys.getsizeof(getattr(index, name)) for name in KeyIndex.__slots__)
     return (sys.getsizeof(index) + slots) / 2**20

@@ -84,6 +84,9 @@ class KeyIndex:
                 hashes[i], lines[i] = h, line
 
 
+IN_MEMORY_KEYS = 1 << 17  # keys held in memory before the rest go to disk (~3 MB)
+
+
 class FirstLines:
     """Every key seen, with its first line: in memory up to `in_memory` keys (a few MB), then
     in a temporary SQLite table on disk, so memory stays flat whatever the input's size.
@@ -92,7 +95,7 @@ class FirstLines:
     new key costs a few microseconds more, which is nothing beside a call at 3 per second.
     """
 
-    def __init__(self, in_memory: int = 1 << 17) -> None:
+    def __init__(self, in_memory: int = IN_MEMORY_KEYS) -> None:
         self._memory = KeyIndex()
         self._limit = in_memory
         self._disk: sqlite3.Connection | None = None

@@ -1,0 +1,198 @@
+"""The Mapper: a compiled `mapping:` config (spec.py) applied to one row at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from ..config import Config
+from ..errors import ConfigError
+from ..models import RawRow, Row
+from .keys import _canonical_utc, _content_key, _raw_key
+from .people import _load_directory, _person
+from .sources import _Const, _show, _Source, _Template, _text
+from .spec import (
+    _choice,
+    _column_name,
+    _compile_end,
+    _compile_filter,
+    _compile_invitees,
+    _compile_person,
+    _compile_text,
+    _compile_time,
+    _merge,
+)
+from .times import _DateAndTime
+from .zones import _Clock, _iso, _zone
+
+_TRUE: Final = frozenset({"true", "yes", "y", "1", "x", "on"})
+
+
+class Mapper:
+    """A compiled `mapping:` config. `map` turns a RawRow into a Row and never raises.
+
+    Warnings (dropped unresolved invitees) collect in `warnings`; `drain_warnings()` hands them
+    over and clears the list.
+    """
+
+    def __init__(self, mapping: Mapping[str, Any] | None = None, *, timezone: str | None = None,
+                 base_dir: Path | None = None) -> None:
+        base_dir = Path.cwd() if base_dir is None else base_dir
+        spec = _merge({} if mapping is None else mapping)
+        self.warnings: list[str] = []
+        tz = _zone(timezone, "timezone") if timezone else None
+        tz_column = spec.get("timezone_column")
+        if tz_column is not None:
+            _column_name(tz_column, "mapping.timezone_column")
+        unresolved = _choice(spec, "unresolved_invitees", ("error", "drop"))
+        org_in_invitees = _choice(spec, "organizer_in_invitees", ("error", "drop"))
+        self._all_day = _choice(spec, "all_day", ("reject", "skip", "allow"))
+        self._all_day_column = spec.get("all_day_column")
+        if self._all_day_column is not None:
+            _column_name(self._all_day_column, "mapping.all_day_column")
+        self._skip_if = _compile_filter(spec.get("filter"))
+        directory = (None if spec.get("invitee_directory") is None else
+                     _load_directory(spec["invitee_directory"], "mapping.invitee_directory",
+                                     base_dir))
+
+        self._clock = _Clock(_compile_time("startTime", spec["startTime"]),
+                             _compile_end(spec["endTime"]), tz, tz_column)
+        self._title = _compile_text("title", spec.get("title"))
+        self._external = _compile_text("externalId", spec.get("externalId"))
+        self._organizer, self._org_directory = _compile_person(
+            "organizerEmail", spec["organizerEmail"], base_dir, directory)
+        self._invitees = _compile_invitees(
+            spec.get("invitees"), base_dir, directory, unresolved=unresolved,
+            org_in_invitees=org_in_invitees, warnings=self.warnings)
+        if isinstance(self._organizer, _Const):
+            probe: list[str] = []
+            _person(self._organizer, self._org_directory, {}, "mapping", probe)
+            if probe:
+                raise ConfigError(probe[0].removeprefix("mapping, "))
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Mapper:
+        return cls(cfg.mapping, timezone=cfg.timezone)
+
+    # -- what the mapping reads --
+
+    @property
+    def columns(self) -> frozenset[str]:
+        """Every column the mapping reads."""
+        names: set[str] = set(self.required_columns)
+        for src in (self._title, self._external, *self._invitees.sources):
+            if src is not None:
+                names.update(src.columns)
+        names.update(c for c, _ in self._skip_if)
+        names.update(c for c in (self._clock.tz_column, self._all_day_column) if c is not None)
+        return frozenset(names)
+
+    @property
+    def required_columns(self) -> frozenset[str]:
+        """Columns without which no row can be valid: check them against the header once."""
+        names: set[str] = set(self._organizer.columns)
+        for spec in (self._clock.start, self._clock.end):
+            if isinstance(spec, _DateAndTime):
+                names.update((spec.date_src.column, spec.time_src.column))
+            else:
+                names.update(spec.src.columns)
+        return frozenset(names)
+
+    def missing_columns(self, header: Iterable[str]) -> list[str]:
+        """The required columns that `header` lacks, sorted."""
+        return sorted(self.required_columns.difference(header))
+
+    def drain_warnings(self) -> list[str]:
+        warnings, self.warnings = self.warnings, []
+        return warnings
+
+    # -- mapping a row --
+
+    def map(self, raw: RawRow) -> Row:
+        """One RawRow -> one Row with the same line: a payload, errors, or (filtered) neither."""
+        fields = raw.fields
+        if fields is None or raw.error is not None:
+            error = raw.error or f"line {raw.line}: the record could not be read"
+            return Row(raw.line, _raw_key(raw.line, fields), None, (error,), fields)
+        try:
+            return self._map(raw.line, fields)
+        except Exception as exc:  # a row's problem is a record, never a stopped run
+            return Row(raw.line, _raw_key(raw.line, fields), None,
+                       (f"line {raw.line}: internal error while mapping: "
+                        f"{type(exc).__name__}: {exc}",), fields)
+
+    def _map(self, line: int, fields: dict[str, Any]) -> Row:
+        where = f"line {line}"
+        for column, values in self._skip_if:
+            if _text(fields.get(column)).casefold() in values:
+                return _skipped(line, fields, f"{where}, column {column!r}: "
+                                f"{_show(fields.get(column))} matches mapping.filter.skip_if")
+        errors: list[str] = []
+        clock = self._clock
+        tz, tz_failed = clock.tz, False
+        if clock.tz_column is not None:  # most configs have none: spare the call
+            tz, tz_failed = clock.zone(fields, where, errors)
+        all_day = False
+        if self._all_day_column is not None:
+            flag = fields.get(self._all_day_column)
+            if _text(flag).casefold() in _TRUE:
+                if self._all_day == "skip":
+                    return _skipped(line, fields, f"{where}, column {self._all_day_column!r}: "
+                                    f"{_show(flag)} marks an all-day event (mapping.all_day: skip)")
+                if self._all_day == "reject":
+                    errors.append(f"{where}, column {self._all_day_column!r} (all day): "
+                                  f"{_show(flag)} marks an all-day event, which Gong does not "
+                                  "record; set mapping.all_day: skip or allow")
+                all_day = True
+
+        start, end = None, None
+        if not all_day:
+            start, end = clock.times(fields, where, tz, tz_failed, errors)
+        elif self._all_day == "allow":  # rejected ones keep just that error
+            start, end = clock.all_day_times(fields, where, tz, tz_failed, errors)
+
+        title = self._read_text(self._title, fields, where, "title", errors)
+        external = self._read_text(self._external, fields, where, "externalId", errors)
+        organizer = _person(self._organizer, self._org_directory, fields, where, errors)
+        invitees = self._invitees.read(fields, where, errors, self.warnings, organizer=organizer)
+
+        if errors or start is None or end is None or organizer is None:
+            # The externalId, when readable, is the key even of an invalid row: the corrected
+            # row then has the same key, and a re-run knows it.
+            return Row(line, external or _raw_key(line, fields), None, tuple(errors), fields)
+        payload: dict[str, Any] = {"startTime": _iso(*start), "endTime": _iso(*end)}
+        if title is not None:
+            payload["title"] = title
+        payload["invitees"] = invitees
+        if external is not None:
+            payload["externalId"] = external
+        payload["organizerEmail"] = organizer
+        key = external or _content_key(_canonical_utc(start[1]), _canonical_utc(end[1]),
+                                       organizer, (i["email"] for i in invitees), title)
+        return Row(line, key, payload, (), fields)
+
+    @staticmethod
+    def _read_text(src: _Source | None, fields: dict[str, Any], where: str, field: str,
+                   errors: list[str]) -> str | None:
+        if src is None:
+            return None
+        if field == "externalId" and isinstance(src, _Template):
+            empty = src.first_empty(fields)
+            if empty is not None:
+                errors.append(f"{where}, {src.label} ({field}): column {empty!r} is "
+                              f"{_show(fields.get(empty, ''))}, so the id would be incomplete")
+                return None
+        value = src.get(fields)
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _text(value)
+        errors.append(f"{where}, {src.label} ({field}): {_show(value)} is not text")
+        return None
+
+
+def _skipped(line: int, fields: dict[str, Any], reason: str) -> Row:
+    """A row the config says not to send: no payload, no errors."""
+    return Row(line, _raw_key(line, fields), None, (), fields, skipped_reason=reason)
+
