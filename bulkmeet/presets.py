@@ -2,7 +2,7 @@
 
 A preset is an ordinary mapping config; the user's `mapping:` keys override the preset's key by key
 (a field given by the user replaces the preset's field entirely; `null` unmaps it). The schema is
-described in bulkmeet/mapping.py.
+described in bulkmeet/mapping/__init__.py.
 """
 
 from __future__ import annotations
