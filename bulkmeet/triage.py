@@ -20,6 +20,10 @@ from .models import RawRow, Record, Row, Status
 from .results import KeyState
 
 
+def _hash64(key: str) -> int:
+    return (hash(key) & 0xFFFF_FFFF_FFFF_FFFF) or 1  # 0 marks a free slot
+
+
 class KeyIndex:
     """The keys a run has queued, each with the line of its first row, in ~24 bytes a key.
 
@@ -43,32 +47,31 @@ class KeyIndex:
     def add(self, key: str, line: int) -> int | None:
         """Record that `key` was first seen at `line`, or return the line it was first seen at
         (and record nothing)."""
-        h = (hash(key) & 0xFFFF_FFFF_FFFF_FFFF) or 1
-        hashes = self._hashes
-        mask = len(hashes) - 1
-        i = h & mask
-        while (other := hashes[i]) != 0:
-            if other == h:
-                return self._lines[i]
-            i = (i + 1) & mask
-        hashes[i] = h
+        h = _hash64(key)
+        i = self._slot(h)
+        if self._hashes[i] == h:
+            return self._lines[i]
+        self._hashes[i] = h
         self._lines[i] = min(line, 0xFFFF_FFFF)
         self._count += 1
-        if 2 * self._count > len(hashes):
+        if 2 * self._count > len(self._hashes):
             self._grow()
         return None
 
     def get(self, key: str) -> int | None:
         """The line `key` was first seen at, or None."""
-        h = (hash(key) & 0xFFFF_FFFF_FFFF_FFFF) or 1
+        h = _hash64(key)
+        i = self._slot(h)
+        return self._lines[i] if self._hashes[i] == h else None
+
+    def _slot(self, h: int) -> int:
+        """The slot holding `h`, or the free slot where it would go (linear probing)."""
         hashes = self._hashes
         mask = len(hashes) - 1
         i = h & mask
-        while (other := hashes[i]) != 0:
-            if other == h:
-                return self._lines[i]
+        while (other := hashes[i]) != 0 and other != h:
             i = (i + 1) & mask
-        return None
+        return i
 
     def _grow(self) -> None:
         old = zip(self._hashes, self._lines, strict=True)
