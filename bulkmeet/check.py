@@ -26,7 +26,7 @@ from .gate import Gate
 from .job import SANDBOX_CREDENTIALS, check_base_url, make_gate, sandbox_if
 from .mapping import Mapper
 from .models import RawRow, Status
-from .quota import DailyQuota, default_quota_path
+from .quota import DailyQuota, quota_for
 from .reader import read_rows
 from .results import iter_entries
 from .triage import Triage, Verdict
@@ -246,10 +246,7 @@ async def preflight(
     report = Preflight(organizers, triage.counts)
     async with sandbox_if(sandbox, cfg) as cfg:
         check_base_url(cfg.base_url, insecure=insecure)
-        quota = None if sandbox else DailyQuota(
-            cfg.daily_budget,
-            Path(cfg.quota_file) if cfg.quota_file else default_quota_path(cfg.base_url),
-            reset=cfg.quota_reset, tz=cfg.quota_timezone)
+        quota = None if sandbox else quota_for(cfg)
         async with GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
                               connections=1) as client:
             try:

@@ -24,7 +24,7 @@ from .ledger import Ledger, read_ledger
 from .mapping import Mapper
 from .models import RawRow, Row, Status, payload_digest
 from .pool import Pipeline, RunStats
-from .quota import DailyQuota, default_quota_path
+from .quota import quota_for
 from .reader import read_rows
 from .results import ResultsState, ResultsWriter, read_results
 from .triage import Decision, Triage, decide
@@ -150,10 +150,7 @@ async def run_job(
     try:
         async with sandbox_if(opts.sandbox, cfg) as cfg:
             check_base_url(cfg.base_url, insecure=opts.insecure)
-            quota_path = None if opts.sandbox else (
-                Path(cfg.quota_file) if cfg.quota_file else default_quota_path(cfg.base_url))
-            quota = DailyQuota(cfg.daily_budget, quota_path, reset=cfg.quota_reset,
-                               tz=cfg.quota_timezone)
+            quota = quota_for(cfg, sandbox=opts.sandbox)
             gate = make_gate(cfg)
             async with GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
                                   connections=cfg.concurrency) as client:
@@ -250,9 +247,5 @@ def estimate(cfg: Config, opts: JobOptions) -> Estimate | None:
     triage.close()
     rate = None if cfg.rate_auto else cfg.rate * (1 - cfg.rate_margin)
     seconds = to_send / rate if rate else None
-    budget_left = None
-    if not opts.sandbox:
-        quota_path = Path(cfg.quota_file) if cfg.quota_file else default_quota_path(cfg.base_url)
-        budget_left = DailyQuota(cfg.daily_budget, quota_path, reset=cfg.quota_reset,
-                                 tz=cfg.quota_timezone).remaining
+    budget_left = None if opts.sandbox else quota_for(cfg).remaining
     return Estimate(rows, to_send, invalid, done, seconds, budget_left, cfg.daily_budget)

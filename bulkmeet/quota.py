@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from .config import Config
 from .errors import ConfigError, QuotaExhausted
 
 SAVE_EVERY = 1.0
@@ -31,6 +32,14 @@ def default_quota_path(base_url: str) -> Path:
     root = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
                                                             "state")
     return Path(root) / "bulkmeet" / f"quota-{host}.json"
+
+
+def quota_for(cfg: Config, *, sandbox: bool = False) -> DailyQuota:
+    """The day's budget for `cfg`'s host: its state file, or none for a sandbox run (a sandbox
+    spends nothing of Gong's quota)."""
+    path = None if sandbox else (
+        Path(cfg.quota_file) if cfg.quota_file else default_quota_path(cfg.base_url))
+    return DailyQuota(cfg.daily_budget, path, reset=cfg.quota_reset, tz=cfg.quota_timezone)
 
 
 class DailyQuota:

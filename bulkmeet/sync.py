@@ -44,7 +44,7 @@ from .ledger import Ledger, LedgerEntry, read_ledger
 from .mapping import Mapper
 from .models import RawRow, Record, Row, Status, payload_digest
 from .pool import Pipeline, RunStats
-from .quota import DailyQuota, default_quota_path
+from .quota import quota_for
 from .reader import read_rows
 from .results import ResultsWriter, read_results
 
@@ -340,9 +340,7 @@ async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record],
                 total.uncertain_lines.append(rec.line)
         if credentials is None:
             return total
-        quota = DailyQuota(cfg.daily_budget, Path(cfg.quota_file) if cfg.quota_file else
-                           default_quota_path(cfg.base_url), reset=cfg.quota_reset,
-                           tz=cfg.quota_timezone)
+        quota = quota_for(cfg)
         async with GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
                               connections=cfg.concurrency) as client:
             try:

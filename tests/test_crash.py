@@ -147,18 +147,25 @@ def test_a_second_signal_stops_at_once_without_losing_records(tmp_path: Path) ->
         assert not _dangling(out)
 
 
-def test_rows_stream_results_appear_before_stdin_ends(tmp_path: Path,
-                                                      sandbox: SandboxThread) -> None:
-    """Rows piped on stdin are sent as they arrive: the first row's record is on disk while the
-    input is still open."""
-    out = tmp_path / "out.jsonl"
+def _piped_run(out: Path, url: str) -> subprocess.Popen[bytes]:
+    """`bulkmeet run -` fed one row on a pipe left open; returns once that row is created."""
     proc = _bulkmeet(["run", "-", "--format", "csv", "--out", str(out), "--rate", "1000"],
-                     sandbox.url, stdin=subprocess.PIPE)
+                     url, stdin=subprocess.PIPE)
     assert proc.stdin is not None
     header = "startTime,endTime,title,organizerEmail,externalId,invitees\n"
     proc.stdin.write((header + ",".join(meeting_row(0)) + "\n").encode())
     proc.stdin.flush()
     _wait_for(lambda: _created_count(out) == 1)
+    return proc
+
+
+def test_rows_stream_results_appear_before_stdin_ends(tmp_path: Path,
+                                                      sandbox: SandboxThread) -> None:
+    """Rows piped on stdin are sent as they arrive: the first row's record is on disk while the
+    input is still open."""
+    out = tmp_path / "out.jsonl"
+    proc = _piped_run(out, sandbox.url)
+    assert proc.stdin is not None
     proc.stdin.write((",".join(meeting_row(1)) + "\n").encode())
     proc.stdin.close()
     proc.stdin = None  # closed above; communicate must not flush it
@@ -172,13 +179,8 @@ def test_ctrl_c_while_stdin_stays_open_exits_at_once(tmp_path: Path,
     """A pipe that never closes (`tail -f | bulkmeet run -`): SIGINT ends the run promptly with
     130, the rows already read recorded, instead of waiting for input that never comes."""
     out = tmp_path / "out.jsonl"
-    proc = _bulkmeet(["run", "-", "--format", "csv", "--out", str(out), "--rate", "1000"],
-                     sandbox.url, stdin=subprocess.PIPE)
+    proc = _piped_run(out, sandbox.url)
     assert proc.stdin is not None
-    header = "startTime,endTime,title,organizerEmail,externalId,invitees\n"
-    proc.stdin.write((header + ",".join(meeting_row(0)) + "\n").encode())
-    proc.stdin.flush()
-    _wait_for(lambda: _created_count(out) == 1)
     start = time.monotonic()
     proc.send_signal(signal.SIGINT)
     try:
