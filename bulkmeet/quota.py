@@ -12,6 +12,7 @@ import fcntl
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -44,7 +45,8 @@ def quota_for(cfg: Config, *, sandbox: bool = False) -> DailyQuota:
 
 class DailyQuota:
     def __init__(self, budget: int, path: Path | None, *, reset: str = "00:00",
-                 tz: str = "UTC", now: datetime | None = None) -> None:
+                 tz: str = "UTC", now: datetime | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.budget = budget
         self.path = path
         try:
@@ -58,7 +60,10 @@ class DailyQuota:
             self._tz = ZoneInfo(tz)
         except (ValueError, KeyError):
             raise ConfigError(f"quota_timezone {tz!r} is not an IANA time zone") from None
-        self.day = self.day_of(now)
+        self._clock = clock
+        start = now or datetime.fromtimestamp(clock(), self._tz)
+        self.day = self.day_of(start)
+        self._turns_at = self.next_reset(start).timestamp()  # epoch seconds of the next reset
         self.used = 0
         self._saved_at = 0.0
         self._unsaved = 0  # calls counted here and not yet added to the file
@@ -67,12 +72,12 @@ class DailyQuota:
             self.used = self._read_used()
 
     def day_of(self, now: datetime | None = None) -> str:
-        now = now or datetime.now(self._tz)
+        now = now or datetime.fromtimestamp(self._clock(), self._tz)
         local = now.astimezone(self._tz) - self._reset
         return local.date().isoformat()
 
     def next_reset(self, now: datetime | None = None) -> datetime:
-        now = (now or datetime.now(self._tz)).astimezone(self._tz)
+        now = (now or datetime.fromtimestamp(self._clock(), self._tz)).astimezone(self._tz)
         start = datetime.combine((now - self._reset).date(), datetime.min.time(), self._tz)
         return start + self._reset + timedelta(days=1)
 
@@ -82,10 +87,13 @@ class DailyQuota:
         return max(0, self.budget - self.used)
 
     def _roll(self) -> None:
-        day = self.day_of()
-        if day != self.day:
-            self.save()  # what was spent before midnight belongs to that day
-            self.day, self.used, self._unsaved = day, 0, 0
+        # Called for every request: one float comparison until the day turns.
+        if self._clock() < self._turns_at:
+            return
+        self.save()  # what was spent before the reset belongs to that day
+        now = datetime.fromtimestamp(self._clock(), self._tz)
+        self.day, self.used, self._unsaved = self.day_of(now), 0, 0
+        self._turns_at = self.next_reset(now).timestamp()
 
     def spend(self) -> None:
         """Count one call, or raise QuotaExhausted if the budget for today is spent."""

@@ -52,3 +52,24 @@ def test_a_file_from_another_day_counts_as_zero(tmp_path: Path) -> None:
     path = tmp_path / "q.json"
     path.write_bytes(orjson.dumps({"day": "2000-01-01", "used": 10_000}))
     assert DailyQuota(10_000, path).remaining == 10_000
+
+
+def test_a_long_run_rolls_over_at_the_reset_and_keeps_each_days_count(tmp_path: Path) -> None:
+    """A run that crosses the reset: the calls before it are saved as that day's, the budget
+    is whole again after it. The wall clock is a fake one, moved by hand."""
+    path = tmp_path / "q.json"
+    now = [datetime(2026, 11, 25, 23, 59, 58, tzinfo=UTC).timestamp()]
+    q = DailyQuota(3, path, clock=lambda: now[0])
+    for _ in range(3):
+        q.spend()
+    with pytest.raises(QuotaExhausted, match="2026-11-25; it resets at 2026-11-26T00:00"):
+        q.spend()
+    now[0] += 1.9  # 23:59:59.9: still the same day
+    with pytest.raises(QuotaExhausted):
+        q.spend()
+    assert orjson.loads(path.read_bytes()) == {"day": "2026-11-25", "used": 3, "budget": 3}
+    now[0] += 0.2  # 00:00:00.1
+    q.spend()
+    assert (q.day, q.used, q.remaining) == ("2026-11-26", 1, 2)
+    q.save()
+    assert orjson.loads(path.read_bytes()) == {"day": "2026-11-26", "used": 1, "budget": 3}
