@@ -10,7 +10,6 @@ import base64
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -20,6 +19,7 @@ import orjson
 
 from . import __version__
 from .errors import AuthError, ConfigError
+from .models import value_class
 
 MEETINGS_PATH = "/v2/meetings"
 STATUS_PATH = "/v2/meetings/integration/status"
@@ -83,7 +83,7 @@ class Credentials:
 # -- outcomes -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Created:
     http_status: int
     meeting_id: str
@@ -91,14 +91,14 @@ class Created:
     request_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RateLimited:
     retry_after: float | None  # seconds; None when missing or unparsable
     raw: str | None  # the header as received, for the log
     request_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Retryable:
     """Nothing was created and another try may pass: 5xx, or a connection that never carried
     the request."""
@@ -108,7 +108,7 @@ class Retryable:
     request_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Rejected:
     """Final for this row: 400, 404, 409 and other 4xx. Sending it again cannot succeed."""
 
@@ -117,7 +117,7 @@ class Rejected:
     request_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Lost:
     """The request went out but no usable answer came back: Gong may have created the meeting."""
 

@@ -5,9 +5,23 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
 
 import orjson
+
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def value_class(cls: type[_T]) -> type[_T]:
+    """A dataclass that the type checker holds frozen, built at run time without `frozen`.
+
+    For the values made once or more per row (RawRow, Row, Record, Verdict, the outcomes):
+    a frozen dataclass's __init__ sets each field through object.__setattr__, which made it
+    four times slower to build than a plain slots dataclass (BENCHMARKS.md, part b). mypy
+    --strict still rejects any assignment to a field; instances are not hashable.
+    """
+    return dataclass(slots=True)(cls)
 
 
 class Status(StrEnum):
@@ -31,7 +45,7 @@ JOURNAL_STATUSES = frozenset({Status.SENDING, Status.ANSWERED})
 FINAL_STATUSES = frozenset(s for s in Status if s not in JOURNAL_STATUSES)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RawRow:
     """One record as the reader found it.
 
@@ -45,7 +59,7 @@ class RawRow:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Row:
     """A row after mapping and validation: either a payload ready to send, or its errors."""
 
@@ -63,7 +77,7 @@ class Row:
         return self.payload is not None and not self.errors
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Record:
     """One line of the results file."""
 
@@ -84,7 +98,7 @@ class Record:
         return {
             "line": self.line,
             "key": self.key,
-            "status": self.status.value,
+            "status": self.status._value_,  # the enum's .value is a slow descriptor
             "httpStatus": self.http_status,
             "meetingId": self.meeting_id,
             "meetingUrl": self.meeting_url,

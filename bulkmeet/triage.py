@@ -11,12 +11,11 @@ import sqlite3
 from array import array
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 
 from .ledger import LedgerEntry
 from .mapping import Mapper
-from .models import RawRow, Record, Row, Status
+from .models import RawRow, Record, Row, Status, value_class
 from .results import KeyState
 
 
@@ -47,11 +46,15 @@ class KeyIndex:
     def add(self, key: str, line: int) -> int | None:
         """Record that `key` was first seen at `line`, or return the line it was first seen at
         (and record nothing)."""
-        h = _hash64(key)
-        i = self._slot(h)
-        if self._hashes[i] == h:
-            return self._lines[i]
-        self._hashes[i] = h
+        h = (hash(key) & 0xFFFF_FFFF_FFFF_FFFF) or 1  # _hash64 and _slot, inlined: once a row
+        hashes = self._hashes
+        mask = len(hashes) - 1
+        i = h & mask
+        while (other := hashes[i]) != 0:
+            if other == h:
+                return self._lines[i]
+            i = (i + 1) & mask
+        hashes[i] = h
         self._lines[i] = min(line, 0xFFFF_FFFF)
         self._count += 1
         if 2 * self._count > len(self._hashes):
@@ -106,8 +109,9 @@ class FirstLines:
     def add(self, key: str, line: int) -> int | None:
         """Remember `key` at `line`; if it was seen before, return its first line instead."""
         if self._disk is None:
-            if len(self._memory) < self._limit:
-                return self._memory.add(key, line)
+            memory = self._memory
+            if memory._count < self._limit:  # not len(): that is a Python call a row
+                return memory.add(key, line)
             self._disk = sqlite3.connect("", isolation_level=None)  # "": deleted on close
             self._disk.execute("PRAGMA journal_mode=OFF")
             self._disk.execute("CREATE TABLE seen (h INTEGER PRIMARY KEY, line INTEGER)")
@@ -126,7 +130,7 @@ class FirstLines:
             self._disk = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Verdict:
     """What `run` would do with one row. `record` is None when the row would be sent; otherwise
     it is the skipped, invalid or duplicate record run writes for it."""
