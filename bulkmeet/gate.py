@@ -122,7 +122,8 @@ class Gate:
             if self._closed is not None:
                 raise GateClosed(str(self._closed)) from self._closed
             self.acquired += 1
-            self._maybe_increase()
+            if self._auto:
+                self._maybe_increase()
             return
 
     async def _unless_closed(self, wait: Coroutine[Any, Any, None]) -> None:

@@ -27,6 +27,7 @@ from .models import FINAL_STATUSES, RESULT_FIELDS, Record, Row, Status
 
 CSV_FIELDS = (*RESULT_FIELDS, "payload")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_SENDING, _ANSWERED = Status.SENDING.value, Status.ANSWERED.value
 
 
 _second: list[Any] = [-1, ""]  # the last whole second formatted, reused within that second
@@ -97,14 +98,14 @@ class ResultsWriter:
     def answered(self, row: Row, http_status: int | None) -> None:
         """Gong answered and created nothing (429, 5xx): the `sending` before it is settled, so
         a resume after a crash here does not call the row uncertain."""
-        self._emit({"line": row.line, "key": row.key, "status": Status.ANSWERED.value,
+        self._emit({"line": row.line, "key": row.key, "status": _ANSWERED,
                     "httpStatus": http_status, "finishedAt": now_iso()})
 
     def sending(self, row: Row, attempt: int, payload_hash: str) -> None:
         self._emit({
             "line": row.line,
             "key": row.key,
-            "status": Status.SENDING.value,
+            "status": _SENDING,
             "attempts": attempt,
             "finishedAt": now_iso(),
             "payloadHash": payload_hash,

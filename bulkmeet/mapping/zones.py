@@ -68,7 +68,7 @@ class _Clock:
             start = self._localize(got, where, "startTime", tz, tz_failed, errors)
         if isinstance(self.end, _Duration):
             minutes = self.end.minutes(fields, where, errors)
-            end_label, end_shown = self.end.src.label, f"{minutes} minutes"
+            end_label, end_shown, end_raw = self.end.src.label, f"{minutes} minutes", None
             if start is not None and minutes is not None:
                 try:
                     end_utc = (start[1] + timedelta(minutes=minutes)).replace(microsecond=0)
@@ -81,9 +81,10 @@ class _Clock:
             if got is None:
                 return start, None
             end = self._localize(got, where, "endTime", tz, tz_failed, errors)
-            end_label, end_shown = got[1], _shown(got[2])
+            end_label, end_shown, end_raw = got[1], None, got[2]  # shown only on an error
         if start is not None and end is not None and end[1] <= start[1]:
-            errors.append(f"{where}, {end_label} (endTime): {end_shown} is not after the start "
+            shown = end_shown if end_shown is not None else _shown(end_raw)
+            errors.append(f"{where}, {end_label} (endTime): {shown} is not after the start "
                           f"time ({_iso(*start)})")
             end = None
         return start, end
@@ -104,7 +105,7 @@ class _Clock:
         dt, label, value = got
         try:
             if dt.utcoffset() is not None:
-                local = dt.replace(microsecond=0)
+                local = dt.replace(microsecond=0) if dt.microsecond else dt
                 return local, local.astimezone(UTC)
             if tz is None:
                 if not tz_failed:
