@@ -71,7 +71,8 @@ class Gate:
         self._paused_until = 0.0
         self._last_change = 0.0
         self._closed: BaseException | None = None
-        self._closed_event = asyncio.Event()
+        self._waiting: set[asyncio.Task[Any]] = set()  # tasks waiting in acquire()
+        self._cut: set[asyncio.Task[Any]] = set()  # those close() cancelled
         self.pauses = 0
         self.paused_seconds = 0.0
         self.acquired = 0
@@ -105,7 +106,13 @@ class Gate:
         return max(0.0, self._paused_until - self._now())
 
     async def acquire(self) -> None:
-        """Wait for the pause (if any) and for a token. Raises GateClosed once the gate closes."""
+        """Wait for the pause (if any) and for a token. Raises GateClosed once the gate closes.
+
+        Every wait happens in the caller's own task: the token is granted in the same step of
+        the loop in which the caller goes on to send. (Waiting in a helper task let a busy loop
+        hold the caller back after its grant, and the next call, spaced from the grant, then
+        left too soon after it.)
+        """
         while True:
             if self._closed is not None:
                 raise GateClosed(str(self._closed)) from self._closed
@@ -116,29 +123,30 @@ class Gate:
             limiter = self._limiter
             if limiter is not None:
                 await self._unless_closed(limiter.acquire())
-                # A pause may have begun, or the rate changed, while this worker waited.
+                if self._closed is not None:
+                    continue  # closed while waiting: raise above
+                # A pause may have begun, or the rate changed, while this caller waited.
                 if limiter is not self._limiter or self._paused_until > self._now():
                     continue
-            if self._closed is not None:
-                raise GateClosed(str(self._closed)) from self._closed
             self.acquired += 1
             if self._auto:
                 self._maybe_increase()
             return
 
     async def _unless_closed(self, wait: Coroutine[Any, Any, None]) -> None:
-        """Await `wait`, but return as soon as the gate closes (then acquire raises)."""
-        if self._closed is not None:
-            wait.close()
-            return
-        waiter = asyncio.ensure_future(wait)
-        closer = asyncio.ensure_future(self._closed_event.wait())
+        """Await `wait` in this task; close() cuts it short by cancelling the task, and that
+        cancellation ends here (the caller sees the gate closed) unless another one came too."""
+        task = asyncio.current_task()
+        assert task is not None, "the gate is used from a task"
+        self._waiting.add(task)
         try:
-            await asyncio.wait({waiter, closer}, return_when=asyncio.FIRST_COMPLETED)
+            await wait
+        except asyncio.CancelledError:
+            if task not in self._cut or task.uncancel() > 0:
+                raise  # a cancellation that is not the gate's own
         finally:
-            for task in (waiter, closer):
-                if not task.done():
-                    task.cancel()
+            self._waiting.discard(task)
+            self._cut.discard(task)
 
     # -- the pause ------------------------------------------------------------------------
 
@@ -164,7 +172,9 @@ class Gate:
         """Stop letting requests through; waiters get GateClosed."""
         if self._closed is None:
             self._closed = reason
-            self._closed_event.set()
+            for task in self._waiting:  # wake every waiter now, not at its token or deadline
+                self._cut.add(task)
+                task.cancel()
 
     @property
     def closed(self) -> bool:
