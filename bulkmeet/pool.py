@@ -425,6 +425,9 @@ class Pipeline:
         workers = [asyncio.create_task(self._work(queue), name=f"worker-{i}")
                    for i in range(self.cfg.concurrency)]
         watcher = asyncio.create_task(self._watch_stop(reader, workers), name="stop-watcher")
+        helpers = [watcher]
+        if self.quota is not None:
+            helpers.append(asyncio.create_task(self.quota.save_every(), name="quota-saver"))
         try:
             await reader
             for _ in workers:
@@ -433,11 +436,10 @@ class Pipeline:
         except asyncio.CancelledError:
             pass
         finally:
-            watcher.cancel()
-            for task in (reader, *workers):
+            for task in (*helpers, reader, *workers):
                 if not task.done():
                     task.cancel()
-            await asyncio.gather(reader, *workers, watcher, return_exceptions=True)
+            await asyncio.gather(reader, *workers, *helpers, return_exceptions=True)
             # Rows left in the queue after a stop still get their record.
             while not queue.empty():
                 item = queue.get_nowait()

@@ -2,12 +2,13 @@
 
 Gong allows 10,000 calls a day per company. Every request this tool sends, failures and 429s
 included, is counted in a small JSON state file; the day turns at `reset` (HH:MM) in `tz`.
-The count is saved at most once a second and on close, so a process killed with -9 can
-under-count by the calls of its last second.
+A run saves the count once a second (`save_every`, a task of its own) and at its end, so a
+process killed with -9 can under-count by the calls of its last second.
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import tempfile
@@ -65,7 +66,6 @@ class DailyQuota:
         self.day = self.day_of(start)
         self._turns_at = self.next_reset(start).timestamp()  # epoch seconds of the next reset
         self.used = 0
-        self._saved_at = 0.0
         self._unsaved = 0  # calls counted here and not yet added to the file
         if path is not None:
             # An unreadable state file counts as a fresh day rather than stopping work.
@@ -106,7 +106,16 @@ class DailyQuota:
             )
         self.used += 1
         self._unsaved += 1
-        if time.monotonic() - self._saved_at >= SAVE_EVERY:
+
+    async def save_every(self, seconds: float = SAVE_EVERY) -> None:
+        """Save now and then while a run goes on (a task of its own, cancelled at the end).
+
+        Saving takes a lock and writes a file, which on a busy disk can hold the loop up for
+        milliseconds. Done in spend(), that hold-up fell between a call's token and its send,
+        and let the next call leave too soon after it; here it never does.
+        """
+        while True:
+            await asyncio.sleep(seconds)
             self.save()
 
     def save(self) -> None:
@@ -125,7 +134,6 @@ class DailyQuota:
             os.replace(tmp, self.path)
         self.used = max(self.used, total)
         self._unsaved = 0
-        self._saved_at = time.monotonic()
 
     def _read_used(self) -> int:
         """Today's count in the file; 0 when it is missing, unreadable or of another day."""

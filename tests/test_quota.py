@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 
 from bulkmeet.errors import QuotaExhausted
 from bulkmeet.quota import DailyQuota
+
+from .vclock import run_virtual
 
 
 def test_two_runs_at_once_add_their_calls_instead_of_overwriting(tmp_path: Path) -> None:
@@ -73,3 +76,26 @@ def test_a_long_run_rolls_over_at_the_reset_and_keeps_each_days_count(tmp_path: 
     assert (q.day, q.used, q.remaining) == ("2026-11-26", 1, 2)
     q.save()
     assert orjson.loads(path.read_bytes()) == {"day": "2026-11-26", "used": 1, "budget": 3}
+
+
+def test_a_run_saves_its_count_once_a_second_outside_spend(tmp_path: Path) -> None:
+    """spend() only counts (it sits between a call's token and its send); the saver task puts
+    the count in the file a second later, on the virtual clock."""
+    path = tmp_path / "q.json"
+
+    async def scenario() -> list[int | None]:
+        q = DailyQuota(100, path)
+        saver = asyncio.create_task(q.save_every(1.0))
+        seen: list[int | None] = []
+        for _ in range(5):
+            q.spend()
+        seen.append(orjson.loads(path.read_bytes())["used"] if path.exists() else None)
+        await asyncio.sleep(1.01)
+        seen.append(orjson.loads(path.read_bytes())["used"])
+        q.spend()
+        await asyncio.sleep(1.0)
+        seen.append(orjson.loads(path.read_bytes())["used"])
+        saver.cancel()
+        return seen
+
+    assert run_virtual(scenario()) == [None, 5, 6]
