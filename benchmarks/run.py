@@ -36,7 +36,7 @@ from benchmarks.memory import (  # noqa: E402
 from benchmarks.overhead import Overhead, run_overhead  # noqa: E402
 from benchmarks.pacing import Pacing, Recovery, run_pacing, run_recovery  # noqa: E402
 
-FULL: dict[str, Any] = {"seconds": 62.0, "overhead_rows": 4000, "pairs": 4,
+FULL: dict[str, Any] = {"seconds": 62.0, "overhead_rows": 4000, "pairs": 8,
                         "mem_full": [10_000, 100_000], "mem_local": [10_000, 100_000, 1_000_000],
                         "recovery_rows": 10}
 QUICK: dict[str, Any] = {"seconds": 3.0, "overhead_rows": 300, "pairs": 1,
