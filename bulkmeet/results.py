@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -189,9 +190,10 @@ class KeyState:
 
     last: Record | None = None
     in_flight: bool = False
-    payload: dict[str, Any] | None = None
+    payload: dict[str, Any] | None = None  # the last one sent; dropped once a meeting exists
     sent_line: int | None = None
     meeting_id: str | None = None
+    organizer: str | None = None  # of the last payload (what `undo` needs to delete)
 
     @property
     def exists(self) -> bool:
@@ -269,7 +271,12 @@ def _iter_csv(f: TextIO, p: Path, warnings: list[str]) -> Iterator[dict[str, Any
 
 
 def read_results(path: str | Path) -> ResultsState:
-    """Fold a results file into the last known state of every key."""
+    """Fold a results file into the last known state of every key.
+
+    A payload is kept only while its key has no meeting (`retry` may send it again); once one
+    exists only its organizer stays (for `undo`). Resuming a 100k-row run held 152 MB when
+    every payload was kept.
+    """
     state = ResultsState()
     if not Path(path).exists():
         return state
@@ -279,8 +286,12 @@ def read_results(path: str | Path) -> ResultsState:
         if ks is None:
             ks = state.keys[key] = KeyState()
         status = data["status"]
-        if isinstance(data.get("payload"), dict):
-            ks.payload = data["payload"]
+        payload = data.get("payload")
+        if isinstance(payload, dict):
+            ks.payload = payload
+            organizer = payload.get("organizerEmail")
+            # Interned: a few organizers are shared by many thousands of keys.
+            ks.organizer = sys.intern(organizer) if isinstance(organizer, str) else None
         if status == Status.SENDING.value:
             ks.in_flight = True
             ks.sent_line = int(data.get("line") or 0)
@@ -300,6 +311,7 @@ def read_results(path: str | Path) -> ResultsState:
                 ks.meeting_id = None
             elif rec.meeting_id and rec.status in _HAS_MEETING:
                 ks.meeting_id = rec.meeting_id
+                ks.payload = None  # never sent again: a key with a meeting is skipped
     return state
 
 

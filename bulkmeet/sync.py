@@ -478,8 +478,8 @@ def plan_undo(results_path: str, *, out: str, ledger_path: str | None = None) ->
             continue
         entry = entries.get(key)
         tracked = entry is not None and entry.meeting_id == last.meeting_id
-        organizer = (ks.payload or {}).get("organizerEmail")
-        if not isinstance(organizer, str) or not organizer:
+        organizer = ks.organizer
+        if not organizer:
             organizer = _organizer(entry) if entry is not None and tracked else None
         item = UndoItem(key, last.line, last.meeting_id, organizer, tracked)
         (plan.items if organizer else plan.unknown).append(item)

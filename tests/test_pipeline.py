@@ -14,8 +14,9 @@ import pytest
 
 from bulkmeet.config import Config
 from bulkmeet.job import JobOptions, run_job
-from bulkmeet.models import Status
+from bulkmeet.models import Record, Row, Status
 from bulkmeet.pool import RunStats
+from bulkmeet.results import ResultsWriter, read_results
 from bulkmeet.sandbox import Sandbox, SandboxSettings, start_sandbox
 
 from .helpers import CREDS, entries, finals, last_by_key, meeting_row, new_meeting_schema, write_csv
@@ -323,3 +324,21 @@ def test_a_torn_csv_results_file_is_cut_back_and_read_whole_on_resume(tmp_path: 
     state = read_results(out)
     assert not state.warnings
     assert sorted(state.keys) == [f"ext-{i}" for i in range(4)]
+
+
+def test_resume_state_keeps_payloads_only_for_keys_without_a_meeting(tmp_path: Path) -> None:
+    """read_results holds one payload per key that `retry` may send again, none for keys whose
+    meeting exists (their organizer stays, for `undo`): resume memory is not a copy of every
+    payload ever sent."""
+    payload = {"startTime": "2027-01-04T09:00:00Z", "endTime": "2027-01-04T09:30:00Z",
+               "organizerEmail": "rep@seller.example", "invitees": []}
+    writer = ResultsWriter(tmp_path / "r.jsonl")
+    for key, status in (("made", Status.CREATED), ("lost", Status.FAILED)):
+        writer.sending(Row(2, key, payload), 1, "h")
+        writer.record(Record(2, key, status, 200 if status is Status.CREATED else 500,
+                             meeting_id="9" if status is Status.CREATED else None))
+    writer.close()
+    state = read_results(tmp_path / "r.jsonl")
+    made, lost = state.keys["made"], state.keys["lost"]
+    assert (made.exists, made.payload, made.organizer) == (True, None, "rep@seller.example")
+    assert (lost.exists, lost.payload, lost.organizer) == (False, payload, "rep@seller.example")
