@@ -787,3 +787,78 @@ def test_valid_rows_and_their_keys(start: datetime, minutes: int, tz: str, email
     again = {**utc, "organizerEmail": "ORG@example.com",
              "invitees": "; ".join(f"Name {i} <{e.upper()}>" for i, e in enumerate(shuffled))}
     assert make(tz=None).map(RawRow(99, again)).key == row.key
+
+
+# -- the fast path for plain mappings (mapping/plain.py) ----------------------------------------
+
+OFFSETS = st.sampled_from(["Z", "+00:00", "+01:00", "-05:30", "+14:00", "", "+01:00:30"])
+ISO_TIMES = st.builds(
+    lambda dt, sep, offset, pad: f"{pad}{dt.isoformat(sep=sep)}{offset}{pad}",
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from(["T", " ", "t"]), OFFSETS, st.sampled_from(["", " "]))
+ADDRESSES = st.builds("{}@{}.com".format, NAMES, NAMES) | st.sampled_from(
+    ["ORG@example.com", "org@example.com", "Jane <jane@x.io>", '"Doe, J" <j@x.io>', "Jane Doe",
+     "a@b", " ", "", "x@y.com>"])
+PLAIN_CELLS = {
+    "startTime": ISO_TIMES | CELLS,
+    "endTime": ISO_TIMES | CELLS,
+    "title": st.none() | st.text(max_size=8) | st.integers() | st.just("  "),
+    "externalId": st.none() | st.text(max_size=8) | st.floats() | st.just(""),
+    "organizerEmail": st.none() | ADDRESSES | st.integers(),
+    "invitees": st.none() | st.lists(ADDRESSES, max_size=4).map("; ".join)
+    | st.lists(ADDRESSES, max_size=3).map(", ".join) | st.lists(ADDRESSES, max_size=2),
+}
+
+
+@st.composite
+def plain_rows(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid row of a plain sheet, then (most of the time) one or two cells swapped for
+    something from PLAIN_CELLS, or dropped."""
+    start = draw(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
+    end = start + timedelta(minutes=draw(st.integers(-30, 600)))
+    offset = draw(st.sampled_from(["Z", "+01:00", "-05:30"]))
+    valid = st.builds("{}@{}.com".format, NAMES, NAMES)
+    fields: dict[str, Any] = {
+        "startTime": start.replace(microsecond=0).isoformat() + offset,
+        "endTime": end.replace(microsecond=0).isoformat() + draw(st.just(offset) | OFFSETS),
+        "organizerEmail": draw(valid),
+        "invitees": "; ".join(draw(st.lists(valid | ADDRESSES, max_size=4))),
+        "title": draw(st.text(max_size=8)),
+        "externalId": draw(st.sampled_from(["", "ext-1"]) | st.text(max_size=4)),
+    }
+    for name in draw(st.lists(st.sampled_from(sorted(PLAIN_CELLS)), max_size=2)):
+        if draw(st.booleans()):
+            fields[name] = draw(PLAIN_CELLS[name])
+        else:
+            fields.pop(name, None)
+    return fields
+
+
+@settings(max_examples=400, deadline=None)
+@given(tz=st.sampled_from([None, "Europe/Berlin"]), line=st.integers(1, 10**6),
+       fields=plain_rows())
+def test_the_plain_fast_path_gives_the_rows_the_general_path_gives(
+        tz: str | None, line: int, fields: dict[str, Any]) -> None:
+    """For rows of a plain mapping, map() (fast path first) returns exactly the Row of the
+    general path: the same payload, key and errors, or the general path's own errors."""
+    fast, general = make(tz=tz), make(tz=tz)
+    general._plain = None  # noqa: SLF001 - the general path alone, as the reference
+    assert fast.map(RawRow(line, fields)) == general.map(RawRow(line, fields))
+
+
+def test_the_fast_path_serves_plain_rows_and_only_plain_mappings() -> None:
+    """A sheet named after the API fields takes it; a row it does not handle, and a mapping
+    with a rule of its own, go the general way."""
+    plain = make()
+    assert plain._plain is not None  # noqa: SLF001
+    row = {"startTime": "2027-01-04T09:00:00Z", "endTime": "2027-01-04T09:30:00Z",
+           "title": "Intro", "organizerEmail": "rep@seller.example", "externalId": "e-1",
+           "invitees": "a@client.example; B@client.example, a@CLIENT.example"}
+    fast = plain._plain.map(2, row)  # noqa: SLF001
+    assert fast == plain.map(RawRow(2, row))
+    assert fast is not None and fast.payload is not None
+    assert fast.payload["invitees"] == [{"email": "a@client.example"},
+                                        {"email": "B@client.example"}]
+    assert plain._plain.map(2, {**row, "invitees": "Jane <j@x.io>"}) is None  # noqa: SLF001
+    assert make({"filter": {"skip_if": {"column": "title", "equals": "x"}}})._plain is None  # noqa: SLF001
+    assert make({"preset": "outlook"})._plain is None  # noqa: SLF001

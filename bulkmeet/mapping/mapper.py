@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from ..models import RawRow, Row
 from .keys import _canonical_utc, _content_key, _raw_key
 from .people import _load_directory, _person
+from .plain import PlainMapper
 from .sources import _Const, _show, _Source, _Template, _text
 from .spec import (
     _choice,
@@ -65,6 +66,13 @@ class Mapper:
         self._invitees = _compile_invitees(
             spec.get("invitees"), base_dir, directory, unresolved=unresolved,
             org_in_invitees=org_in_invitees, warnings=self.warnings)
+        # Rows of a plain mapping take a fast path that falls back to _map (plain.py).
+        self._plain = PlainMapper.compile(
+            start=self._clock.start, end=self._clock.end, title=self._title,
+            external=self._external, organizer=self._organizer,
+            has_directory=self._org_directory is not None, invitees=self._invitees,
+            other_rules=bool(self._skip_if) or self._all_day_column is not None
+            or tz_column is not None)
         if isinstance(self._organizer, _Const):
             probe: list[str] = []
             _person(self._organizer, self._org_directory, {}, "mapping", probe)
@@ -116,6 +124,10 @@ class Mapper:
             error = raw.error or f"line {raw.line}: the record could not be read"
             return Row(raw.line, _raw_key(raw.line, fields), None, (error,), fields)
         try:
+            if self._plain is not None:
+                row = self._plain.map(raw.line, fields)
+                if row is not None:
+                    return row
             return self._map(raw.line, fields)
         except Exception as exc:  # a row's problem is a record, never a stopped run
             return Row(raw.line, _raw_key(raw.line, fields), None,
