@@ -122,6 +122,9 @@ class PlainMapper:
             return []
         if type(cell) is not str or '"' in cell:
             return None
+        cell = cell.strip()  # as the general path does before splitting (a separator "; " at
+        if not cell:  # the end of the cell must not vanish here and fail there)
+            return []
         found: dict[str, dict[str, str]] = {}
         for item in self.separators.split(cell):
             item = item.strip()
