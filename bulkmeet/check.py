@@ -193,6 +193,7 @@ async def ask_gong(
             await gate.acquire()
             if quota is not None:
                 quota.spend()
+                quota.save()  # a call every 100 organizers: save each one as it goes
             report.requests += 1
             answer = await client.integration_status([o.email for o in batch])
             if not isinstance(answer, Retryable | Lost) or answer.http_status is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import tempfile
 import time
@@ -24,6 +25,7 @@ from .config import Config
 from .errors import ConfigError, QuotaExhausted
 
 SAVE_EVERY = 1.0
+log = logging.getLogger("bulkmeet")
 
 
 def default_quota_path(base_url: str) -> Path:
@@ -116,7 +118,11 @@ class DailyQuota:
         """
         while True:
             await asyncio.sleep(seconds)
-            self.save()
+            try:
+                self.save()
+            except OSError as exc:  # a full disk must not stop the run; the next save retries
+                log.warning("cannot save the daily quota to %s: %s", self.path,
+                            exc.strerror or exc, extra={"event": "quota"})
 
     def save(self) -> None:
         """Add this process's unsaved calls to the file's count, under a lock, so that runs at
@@ -126,6 +132,11 @@ class DailyQuota:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            if self._file_day() > self.day:
+                # Another run has counted a newer day already: these calls belong to a day that
+                # is over, and writing them would replace its count with an old one.
+                self._unsaved = 0
+                return
             on_disk = self._read_used()
             total = on_disk + self._unsaved
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".quota-")
@@ -134,6 +145,15 @@ class DailyQuota:
             os.replace(tmp, self.path)
         self.used = max(self.used, total)
         self._unsaved = 0
+
+    def _file_day(self) -> str:
+        """The day the state file counts ("" when there is none or it cannot be read)."""
+        assert self.path is not None
+        try:
+            day = orjson.loads(self.path.read_bytes()).get("day")
+        except (OSError, orjson.JSONDecodeError, AttributeError):
+            return ""
+        return day if isinstance(day, str) else ""
 
     def _read_used(self) -> int:
         """Today's count in the file; 0 when it is missing, unreadable or of another day."""

@@ -99,3 +99,19 @@ def test_a_run_saves_its_count_once_a_second_outside_spend(tmp_path: Path) -> No
         return seen
 
     assert run_virtual(scenario()) == [None, 5, 6]
+
+
+def test_calls_of_a_day_that_is_over_never_replace_a_newer_days_count(tmp_path: Path) -> None:
+    """Run A still holds unsaved calls from before the reset when run B has already counted
+    the new day: A's save leaves B's count alone."""
+    path = tmp_path / "q.json"
+    now = [datetime(2026, 11, 25, 23, 59, 59, tzinfo=UTC).timestamp()]
+    a = DailyQuota(100, path, clock=lambda: now[0])
+    a.spend()
+    a.spend()
+    now[0] += 2.0  # 00:00:01 the next day
+    b = DailyQuota(100, path, clock=lambda: now[0])
+    b.spend()
+    b.save()
+    a.save()  # A has not spent since the reset, so it has not rolled over
+    assert orjson.loads(path.read_bytes()) == {"day": "2026-11-26", "used": 1, "budget": 100}
