@@ -41,6 +41,16 @@ def write_input(path: Path, rows: int, *, external_id: bool = True) -> Path:
     return path
 
 
+def client_args(who: str, url: str, input_path: Path, out: Path, concurrency: int = 8,
+                ) -> list[str]:
+    """`python` arguments that post `input_path` to `url`: the hand-written script ("hand") or
+    bulkmeet's pipeline ("bulk")."""
+    if who == "hand":
+        return ["-m", "benchmarks.handwritten", url, str(input_path), str(out), str(concurrency)]
+    return ["-m", "benchmarks.bulk", str(input_path), str(out), "--url", url,
+            "--concurrency", str(concurrency)]
+
+
 def write_config(path: Path, **values: Any) -> Path:
     """A bulkmeet YAML config; the quota file stays in the work folder, never in ~/.local."""
     values = {"quota_file": str(path.with_suffix(".quota.json")), "daily_budget": 10**9, **values}

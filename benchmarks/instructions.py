@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .common import ROOT, SandboxProcess, child_env, write_input
+from .common import ROOT, SandboxProcess, child_env, client_args, write_input
 
 _COLLECTED = re.compile(rb"Collected : (\d+)")
 
@@ -47,11 +47,7 @@ def per_row(who: str, work: Path, sizes: tuple[int, int]) -> float:
         input_path = write_input(work / f"instructions-{rows}.csv", rows)
         out = work / f"instructions-{who}.jsonl"
         with SandboxProcess(rate=None, log_limit=0) as sb:
-            if who == "hand":
-                args = ["-m", "benchmarks.handwritten", sb.url, str(input_path), str(out), "8"]
-            else:
-                args = ["-m", "benchmarks.bulk", str(input_path), str(out), "--url", sb.url]
-            totals.append(count(args, ROOT))
+            totals.append(count(client_args(who, sb.url, input_path, out), ROOT))
             sb.stop()
     return (totals[1] - totals[0]) / (sizes[1] - sizes[0])
 

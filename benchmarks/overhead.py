@@ -24,7 +24,7 @@ from bulkmeet.reader import read_rows
 from bulkmeet.results import ResultsWriter
 from bulkmeet.triage import KeyIndex
 
-from .common import SandboxProcess, run_json, write_input
+from .common import SandboxProcess, client_args, run_json, write_input
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +85,8 @@ class Overhead:
 def _one(work: Path, who: str, input_path: Path, rows: int, concurrency: int) -> dict[str, Any]:
     out = work / f"overhead-{who}.jsonl"
     with SandboxProcess(rate=None, log_limit=0) as sb:
-        if who == "hand":
-            args = ["-m", "benchmarks.handwritten", sb.url, str(input_path), str(out),
-                    str(concurrency)]
-        else:
-            args = ["-m", "benchmarks.bulk", str(input_path), str(out), "--url", sb.url,
-                    "--concurrency", str(concurrency)]
-        report = run_json(args, cwd=work, timeout=60 + rows / 50)
+        report = run_json(client_args(who, sb.url, input_path, out, concurrency), cwd=work,
+                          timeout=60 + rows / 50)
         stats = sb.stop().stats
     if stats["by_status"] != {"200": rows} or report["rows"] != rows:
         raise RuntimeError(f"{who}: expected {rows} rows answered 200, the sandbox saw {stats}")

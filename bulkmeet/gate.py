@@ -72,7 +72,6 @@ class Gate:
         self._last_change = 0.0
         self._closed: BaseException | None = None
         self._waiting: set[asyncio.Task[Any]] = set()  # tasks waiting in acquire()
-        self._cut: set[asyncio.Task[Any]] = set()  # those close() cancelled
         self.pauses = 0
         self.paused_seconds = 0.0
         self.acquired = 0
@@ -142,11 +141,12 @@ class Gate:
         try:
             await wait
         except asyncio.CancelledError:
-            if task not in self._cut or task.uncancel() > 0:
-                raise  # a cancellation that is not the gate's own
+            # Nothing starts waiting once the gate is closed (acquire checks first), so a
+            # waiter of a closed gate was cancelled by close(), maybe by someone else as well.
+            if self._closed is None or task.uncancel() > 0:
+                raise  # a cancellation that is not (only) the gate's own
         finally:
             self._waiting.discard(task)
-            self._cut.discard(task)
 
     # -- the pause ------------------------------------------------------------------------
 
@@ -173,7 +173,6 @@ class Gate:
         if self._closed is None:
             self._closed = reason
             for task in self._waiting:  # wake every waiter now, not at its token or deadline
-                self._cut.add(task)
                 task.cancel()
 
     @property

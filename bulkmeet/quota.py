@@ -132,13 +132,13 @@ class DailyQuota:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if self._file_day() > self.day:
+            day, used = self._read_file()
+            if day > self.day:
                 # Another run has counted a newer day already: these calls belong to a day that
                 # is over, and writing them would replace its count with an old one.
                 self._unsaved = 0
                 return
-            on_disk = self._read_used()
-            total = on_disk + self._unsaved
+            total = (used if day == self.day else 0) + self._unsaved
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".quota-")
             with os.fdopen(fd, "wb") as f:
                 f.write(orjson.dumps({"day": self.day, "used": total, "budget": self.budget}))
@@ -146,21 +146,19 @@ class DailyQuota:
         self.used = max(self.used, total)
         self._unsaved = 0
 
-    def _file_day(self) -> str:
-        """The day the state file counts ("" when there is none or it cannot be read)."""
-        assert self.path is not None
-        try:
-            day = orjson.loads(self.path.read_bytes()).get("day")
-        except (OSError, orjson.JSONDecodeError, AttributeError):
-            return ""
-        return day if isinstance(day, str) else ""
-
-    def _read_used(self) -> int:
-        """Today's count in the file; 0 when it is missing, unreadable or of another day."""
+    def _read_file(self) -> tuple[str, int]:
+        """The day the state file counts and its count; ("", 0) when it is missing or cannot be
+        read (an unreadable file counts as a fresh day rather than stopping work)."""
         assert self.path is not None
         try:
             data = orjson.loads(self.path.read_bytes())
-            return int(data["used"]) if data.get("day") == self.day else 0
+            day, used = data.get("day"), int(data["used"])
         except (OSError, orjson.JSONDecodeError, ValueError, TypeError, KeyError,
                 AttributeError):
-            return 0
+            return "", 0
+        return (day, used) if isinstance(day, str) else ("", 0)
+
+    def _read_used(self) -> int:
+        """Today's count in the file; 0 when it is missing, unreadable or of another day."""
+        day, used = self._read_file()
+        return used if day == self.day else 0

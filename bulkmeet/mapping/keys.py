@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from ..models import Row
+
 
 def _canonical_utc(utc: datetime) -> str:
     return utc.isoformat()[:19] + "Z"
@@ -60,3 +62,19 @@ def row_key(payload: Mapping[str, Any]) -> str:
 
 def _raw_key(line: int, fields: Mapping[str, Any] | None) -> str:
     return f"line:{line}" if fields is None else "r:" + _hash(fields)
+
+
+def _valid_row(line: int, fields: dict[str, Any], start: str, end: str, start_utc: datetime,
+               end_utc: datetime, title: str | None, invitees: list[dict[str, str]],
+               external: str | None, organizer: str) -> Row:
+    """A valid row: its payload (fields in the API's order) and its key."""
+    payload: dict[str, Any] = {"startTime": start, "endTime": end}
+    if title is not None:
+        payload["title"] = title
+    payload["invitees"] = invitees
+    if external is not None:
+        payload["externalId"] = external
+    payload["organizerEmail"] = organizer
+    key = external or _content_key(_canonical_utc(start_utc), _canonical_utc(end_utc),
+                                   organizer, (i["email"] for i in invitees), title)
+    return Row(line, key, payload, (), fields)

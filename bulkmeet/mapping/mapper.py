@@ -9,7 +9,7 @@ from typing import Any, Final
 from ..config import Config
 from ..errors import ConfigError
 from ..models import RawRow, Row
-from .keys import _canonical_utc, _content_key, _raw_key
+from .keys import _raw_key, _valid_row
 from .people import _load_directory, _person
 from .plain import PlainMapper
 from .sources import _Const, _show, _Source, _Template, _text
@@ -173,16 +173,8 @@ class Mapper:
             # The externalId, when readable, is the key even of an invalid row: the corrected
             # row then has the same key, and a re-run knows it.
             return Row(line, external or _raw_key(line, fields), None, tuple(errors), fields)
-        payload: dict[str, Any] = {"startTime": _iso(*start), "endTime": _iso(*end)}
-        if title is not None:
-            payload["title"] = title
-        payload["invitees"] = invitees
-        if external is not None:
-            payload["externalId"] = external
-        payload["organizerEmail"] = organizer
-        key = external or _content_key(_canonical_utc(start[1]), _canonical_utc(end[1]),
-                                       organizer, (i["email"] for i in invitees), title)
-        return Row(line, key, payload, (), fields)
+        return _valid_row(line, fields, _iso(*start), _iso(*end), start[1], end[1], title,
+                          invitees, external, organizer)
 
     @staticmethod
     def _read_text(src: _Source | None, fields: dict[str, Any], where: str, field: str,

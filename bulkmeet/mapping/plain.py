@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..models import Row
-from .keys import _canonical_utc, _content_key
+from .keys import _valid_row
 from .people import _EMAIL, _Invitees
 from .sources import _Column, _Source
 from .times import _ISO_START, _DateTime, _Duration, _TimeSpec
@@ -84,16 +84,8 @@ class PlainMapper:
         invitees = self._invitees(fields, organizer.lower())
         if invitees is None:
             return None
-        payload: dict[str, Any] = {"startTime": start, "endTime": end}
-        if title is not None:
-            payload["title"] = title
-        payload["invitees"] = invitees
-        if external is not None:
-            payload["externalId"] = external
-        payload["organizerEmail"] = organizer
-        key = external or _content_key(_canonical_utc(start_utc), _canonical_utc(end_utc),
-                                       organizer, (i["email"] for i in invitees), title)
-        return Row(line, key, payload, (), fields)
+        return _valid_row(line, fields, start, end, start_utc, end_utc, title, invitees,
+                          external, organizer)
 
     def _times(self, fields: dict[str, Any]) -> tuple[str, str, datetime, datetime] | None:
         start, end = fields.get(self.start), fields.get(self.end)
