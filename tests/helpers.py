@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-OPENAPI = Path(__file__).resolve().parents[2] / "shared" / "gong" / "openapi-meetings.json"
+from bulkmeet import contract
+
 HEADER = ["startTime", "endTime", "title", "organizerEmail", "externalId", "invitees"]
 CREDS = {"GONG_ACCESS_KEY": "test-key-7f3a", "GONG_ACCESS_KEY_SECRET": "test-secret-91bc"}
 
@@ -58,7 +59,7 @@ def last_by_key(path: Path) -> dict[str, dict[str, Any]]:
 @cache
 def new_meeting_schema() -> dict[str, Any]:
     """NewMeetingRequest with its $refs resolved, for jsonschema."""
-    spec = orjson.loads(OPENAPI.read_bytes())
+    spec = contract.spec()
     schemas = spec["components"]["schemas"]
 
     def resolve(node: Any) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -15,18 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from bulkmeet import contract
 from bulkmeet.config import Config
 from bulkmeet.errors import ConfigError
 from bulkmeet.mapping import API_FIELDS, Mapper, row_key
 from bulkmeet.models import RawRow, Row
 from bulkmeet.presets import PRESETS
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "gong" / "openapi-meetings.json"
-
 
 def _strict_schema() -> dict[str, Any]:
     """NewMeetingRequest with additionalProperties off, so extra keys fail too."""
-    components = copy.deepcopy(json.loads(SPEC_PATH.read_text())["components"])
+    components = copy.deepcopy(contract.spec()["components"])
     for name in ("NewMeetingRequest", "MeetingInvitee"):
         components["schemas"][name]["additionalProperties"] = False
     components["schemas"]["MeetingInvitee"]["required"] = ["email"]

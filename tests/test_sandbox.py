@@ -1,4 +1,4 @@
-"""The sandbox speaks the contract in ../shared/gong/openapi-meetings.json; its faults are exact.
+"""The sandbox speaks the contract in bulkmeet/contract/openapi-meetings.json; its faults are exact.
 
 Every test runs a real sandbox on a loopback port and talks to it with aiohttp; time-dependent
 behaviour (rate windows, the daily budget, HTTP-dates) is driven by injected fake clocks.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import functools
 import json
 import os
@@ -27,6 +28,7 @@ import aiohttp
 import jsonschema
 import pytest
 
+from bulkmeet import contract
 from bulkmeet.sandbox import (
     ASSISTANT,
     DAY,
@@ -43,7 +45,6 @@ from bulkmeet.sandbox import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "gong" / "openapi-meetings.json"
 MEETINGS, MEETING = "/v2/meetings", "/v2/meetings/{meetingId}"
 STATUS = "/v2/meetings/integration/status"
 
@@ -117,7 +118,7 @@ async def create(http: aiohttp.ClientSession, **changes: Any) -> Answer:
 
 @functools.cache
 def spec() -> dict[str, Any]:
-    return cast(dict[str, Any], json.loads(SPEC_PATH.read_text(encoding="utf-8")))
+    return copy.deepcopy(contract.spec())
 
 
 @functools.cache
