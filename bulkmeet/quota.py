@@ -2,6 +2,9 @@
 
 Gong allows 10,000 calls a day per company. Every request this tool sends, failures and 429s
 included, is counted in a small JSON state file; the day turns at `reset` (HH:MM) in `tz`.
+Precisely: day D begins at the first instant whose wall time in `tz`, on date D, is `reset` or
+later. Where the clocks go forward past `reset` (02:30 on a spring-forward night) that is the
+instant of the jump (03:00); where they go back and `reset` happens twice, the first time.
 A run saves the count once a second (`save_every`, a task of its own) and at its end, so a
 process killed with -9 can under-count by the calls of its last second.
 """
@@ -15,7 +18,8 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -54,9 +58,9 @@ class DailyQuota:
         self.path = path
         try:
             hh, mm = (int(x) for x in reset.split(":"))
-            self._reset = timedelta(hours=hh, minutes=mm)
             if not (0 <= hh < 24 and 0 <= mm < 60):
                 raise ValueError
+            self._reset = dtime(hh, mm)
         except ValueError:
             raise ConfigError(f"quota_reset must be HH:MM, not {reset!r}") from None
         try:
@@ -74,14 +78,45 @@ class DailyQuota:
             self.used = self._read_used()
 
     def day_of(self, now: datetime | None = None) -> str:
+        """The day `now` counts for (an ISO date): the latest day whose reset is not after it."""
         now = now or datetime.fromtimestamp(self._clock(), self._tz)
-        local = now.astimezone(self._tz) - self._reset
-        return local.date().isoformat()
+        return self._day(now).isoformat()
 
     def next_reset(self, now: datetime | None = None) -> datetime:
-        now = (now or datetime.fromtimestamp(self._clock(), self._tz)).astimezone(self._tz)
-        start = datetime.combine((now - self._reset).date(), datetime.min.time(), self._tz)
-        return start + self._reset + timedelta(days=1)
+        """When the day after `now`'s begins, in the quota's zone."""
+        now = now or datetime.fromtimestamp(self._clock(), self._tz)
+        return self._turn(self._day(now) + timedelta(days=1))
+
+    def _day(self, now: datetime) -> date:
+        # The local date, or the day before it until its reset; a clock set back across
+        # midnight can put the local date behind the day already begun: try the dates around it.
+        local = now.astimezone(self._tz).date()
+        t = now.timestamp()
+        for day in (local + timedelta(days=1), local, local - timedelta(days=1)):
+            if self._turn(day).timestamp() <= t:
+                return day
+        return local - timedelta(days=2)
+
+    def _turn(self, day: date) -> datetime:
+        """The instant `day` begins: the first one whose wall time on that date is the reset or
+        later. A wall time that happens twice (a fold) is taken the first time; one that does not
+        happen at all (a gap) gives the instant the clock jumps over it."""
+        wall = datetime.combine(day, self._reset)
+        first = wall.replace(tzinfo=self._tz)  # fold=0: the first of two, or before a gap's
+        if first.astimezone(UTC).astimezone(self._tz).replace(tzinfo=None) == wall:
+            return datetime.fromtimestamp(first.timestamp(), self._tz)
+        # In a gap, the offset after it (fold=1) puts the wall time before the jump, the offset
+        # before it (fold=0) after: the jump is the first second in between whose wall time is
+        # the reset or later.
+        lo = int(wall.replace(tzinfo=self._tz, fold=1).timestamp())
+        hi = int(first.timestamp())
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if datetime.fromtimestamp(mid, self._tz).replace(tzinfo=None) >= wall:
+                hi = mid
+            else:
+                lo = mid
+        return datetime.fromtimestamp(hi, self._tz)
 
     @property
     def remaining(self) -> int:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -115,3 +116,118 @@ def test_calls_of_a_day_that_is_over_never_replace_a_newer_days_count(tmp_path: 
     b.save()
     a.save()  # A has not spent since the reset, so it has not rolled over
     assert orjson.loads(path.read_bytes()) == {"day": "2026-11-26", "used": 1, "budget": 100}
+
+
+# --- the reset inside a DST gap or fold -------------------------------------------------------
+# The day turns at the first instant whose local wall time is at or past the reset on that local
+# date: in a gap (02:30 does not exist) that is the gap's end, the instant the clock jumps; in a
+# fold (01:30 happens twice) the first occurrence. Each case: the zone, the reset, the instant
+# the walk starts, and the roll-overs the walk must see, as (UTC instant, the day it starts).
+DST_CASES = [
+    pytest.param("America/New_York", "02:30", "2026-03-06T12:00Z", [
+        ("2026-03-07T07:30Z", "2026-03-07"),  # 02:30 EST
+        ("2026-03-08T07:00Z", "2026-03-08"),  # 03:00 EDT: 02:30 does not exist that day
+        ("2026-03-09T06:30Z", "2026-03-09"),  # 02:30 EDT
+        ("2026-03-10T06:30Z", "2026-03-10"),
+    ], id="New_York spring gap 02:30"),
+    pytest.param("America/New_York", "02:00", "2026-03-06T12:00Z", [
+        ("2026-03-07T07:00Z", "2026-03-07"),
+        ("2026-03-08T07:00Z", "2026-03-08"),  # 02:00 is the gap's first minute: 03:00 EDT
+        ("2026-03-09T06:00Z", "2026-03-09"),
+        ("2026-03-10T06:00Z", "2026-03-10"),
+    ], id="New_York spring gap 02:00"),
+    pytest.param("America/New_York", "01:30", "2026-10-30T12:00Z", [
+        ("2026-10-31T05:30Z", "2026-10-31"),  # 01:30 EDT
+        ("2026-11-01T05:30Z", "2026-11-01"),  # the first 01:30 (EDT); not again at 01:30 EST
+        ("2026-11-02T06:30Z", "2026-11-02"),  # 01:30 EST
+        ("2026-11-03T06:30Z", "2026-11-03"),
+    ], id="New_York autumn fold 01:30"),
+    pytest.param("Europe/Berlin", "02:30", "2026-03-27T12:00Z", [
+        ("2026-03-28T01:30Z", "2026-03-28"),  # 02:30 CET
+        ("2026-03-29T01:00Z", "2026-03-29"),  # 03:00 CEST: 02:30 does not exist that day
+        ("2026-03-30T00:30Z", "2026-03-30"),  # 02:30 CEST
+        ("2026-03-31T00:30Z", "2026-03-31"),
+    ], id="Berlin spring gap 02:30"),
+    pytest.param("Europe/Berlin", "02:30", "2026-10-23T12:00Z", [
+        ("2026-10-24T00:30Z", "2026-10-24"),  # 02:30 CEST
+        ("2026-10-25T00:30Z", "2026-10-25"),  # the first 02:30 (CEST); not again at 02:30 CET
+        ("2026-10-26T01:30Z", "2026-10-26"),  # 02:30 CET
+        ("2026-10-27T01:30Z", "2026-10-27"),
+    ], id="Berlin autumn fold 02:30"),
+]
+
+
+def _utc(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+@pytest.mark.parametrize(("tz", "reset", "start", "rolls"), DST_CASES)
+def test_the_day_turns_once_a_day_across_dst_gaps_and_folds(
+        tz: str, reset: str, start: str, rolls: list[tuple[str, str]]) -> None:
+    """A run walking four days across a DST change, a minute at a time on the fake wall clock:
+    it rolls over exactly at each expected instant, to the next date, never twice in a day and
+    never skipping one; a quota made fresh at any of those minutes agrees on the day."""
+    now = [_utc(start)]
+    q = DailyQuota(1_000_000, None, reset=reset, tz=tz, clock=lambda: now[0])
+    seen: list[tuple[str, str]] = []
+    day = q.day
+    end = _utc(rolls[-1][0]) + 3600
+    while now[0] <= end:
+        q.spend()  # rolls over when the reset has passed
+        if q.day != day:
+            at = datetime.fromtimestamp(now[0], UTC).strftime("%Y-%m-%dT%H:%MZ")
+            seen.append((at, q.day))
+            day = q.day
+        assert q.day_of(datetime.fromtimestamp(now[0], UTC)) == q.day
+        now[0] += 60
+    assert seen == rolls
+
+
+@pytest.mark.parametrize(("tz", "reset", "start", "rolls"), DST_CASES)
+def test_next_reset_is_the_instant_of_the_roll_over(
+        tz: str, reset: str, start: str, rolls: list[tuple[str, str]]) -> None:
+    """One second before each roll-over the old day still holds and next_reset names that very
+    instant; at it, the new day has begun."""
+    q = DailyQuota(10, None, reset=reset, tz=tz)
+    for at, day in rolls:
+        turn = datetime.fromisoformat(at)
+        just_before = turn - timedelta(seconds=1)
+        assert q.day_of(just_before) == (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+        # (compared as instants: == between zones is False for a wall time inside a fold)
+        assert q.next_reset(just_before).timestamp() == turn.timestamp()
+        assert q.next_reset(just_before).tzinfo == ZoneInfo(tz)
+        assert q.day_of(turn) == day
+        assert q.next_reset(turn).timestamp() > turn.timestamp()
+
+
+def test_a_run_started_in_the_folds_second_pass_keeps_its_count(tmp_path: Path) -> None:
+    """Reset 01:30 New York, started at 01:15 EST on 1 November 2026 (the second 01:15, after
+    the day turned at the first 01:30): the day is 1 November and the budget holds, instead of
+    the count starting over at every call."""
+    path = tmp_path / "q.json"
+    now = [datetime(2026, 11, 1, 6, 15, tzinfo=UTC).timestamp()]  # 01:15 EST
+    q = DailyQuota(3, path, reset="01:30", tz="America/New_York", clock=lambda: now[0])
+    assert q.day == "2026-11-01"
+    for _ in range(3):
+        q.spend()
+        now[0] += 1
+    with pytest.raises(QuotaExhausted,
+                       match="spent for 2026-11-01; it resets at 2026-11-02T01:30-05:00"):
+        q.spend()
+    assert orjson.loads(path.read_bytes()) == {"day": "2026-11-01", "used": 3, "budget": 3}
+
+
+def test_a_run_in_the_half_hour_after_a_gap_reset_spends_the_new_days_budget(
+        tmp_path: Path) -> None:
+    """Reset 02:30 New York on 8 March 2026 (02:30 does not exist): a run that spent the budget
+    of the 7th has a whole budget again at 03:00 EDT, not only at 03:30."""
+    path = tmp_path / "q.json"
+    now = [datetime(2026, 3, 8, 6, 59, 58, tzinfo=UTC).timestamp()]  # 01:59:58 EST
+    q = DailyQuota(2, path, reset="02:30", tz="America/New_York", clock=lambda: now[0])
+    q.spend()
+    q.spend()
+    with pytest.raises(QuotaExhausted, match="it resets at 2026-03-08T03:00-04:00"):
+        q.spend()
+    now[0] += 2  # 03:00:00 EDT
+    q.spend()
+    assert (q.day, q.used) == ("2026-03-08", 1)

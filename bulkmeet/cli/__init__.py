@@ -3,6 +3,7 @@
 `common` holds the click group; each module below adds its commands to it.
 """
 
+from . import init as _init  # noqa: F401  (registers init)
 from . import retry as _retry  # noqa: F401  (registers retry)
 from . import run as _run  # noqa: F401  (registers run, sandbox)
 from . import sync as _sync  # noqa: F401  (registers plan, sync, undo)
