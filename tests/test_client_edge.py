@@ -415,3 +415,26 @@ def test_no_answer_in_time_is_lost_and_named_a_timeout() -> None:
         outcome = asyncio.run(go())
     assert isinstance(outcome, Lost) and outcome.kind == "timeout"
     assert server.url.removeprefix("http://") in outcome.message
+
+
+def test_dns_and_certificate_failures_are_named_so() -> None:
+    """The DNS and certificate errors aiohttp raises (built here: the tests stay on loopback)
+    become Retryable with kinds dns and tls, naming host:port."""
+    import socket
+    import ssl
+    from types import SimpleNamespace
+
+    import aiohttp
+
+    from bulkmeet.client import transport_failure
+
+    key = SimpleNamespace(host="nowhere.invalid", port=443, ssl=True)
+    gai = socket.gaierror(-2, "Name or service not known")
+    dns = aiohttp.ClientConnectorDNSError(key, gai)  # type: ignore[arg-type]
+    out = transport_failure(dns, "https://nowhere.invalid")
+    assert isinstance(out, Retryable) and out.kind == "dns"
+    assert "nowhere.invalid:443" in out.message and "does not resolve" in out.message
+    bad = ssl.SSLCertVerificationError("bad cert")
+    cert = aiohttp.ClientConnectorCertificateError(key, bad)  # type: ignore[arg-type]
+    out = transport_failure(cert, "https://nowhere.invalid")
+    assert isinstance(out, Retryable) and out.kind == "tls" and "certificate" in out.message
