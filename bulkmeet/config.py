@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -106,6 +107,40 @@ def load(path: str | Path | None, *, env: Mapping[str, str] | None = None) -> Co
     return validate(cfg, source=source)
 
 
+def _hide_userinfo(url: str) -> str:
+    """The URL with any user:password@ replaced, for messages."""
+    head, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return (head + sep + netloc + slash + tail).splitlines()[0] if url else url
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why an http(s) base URL cannot be used, or None. Checked before anything is sent: a
+    URL like `https://` or port 99999 would otherwise fail each row, one request at a time."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "has no valid port (a number from 1 to 65535)"
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return "holds a space or a control character"
+    if not parts.hostname:
+        return "has no host (for example https://us-12345.api.gong.io)"
+    if port == 0:
+        return "has no valid port (a number from 1 to 65535)"
+    if parts.username is not None or parts.password is not None:
+        return ("must not hold a user name or password (credentials come from GONG_ACCESS_KEY "
+                "and GONG_ACCESS_KEY_SECRET, or GONG_BEARER_TOKEN)")
+    if parts.query or parts.fragment:
+        return "must have no query or fragment"
+    if parts.path not in ("", "/"):
+        return (f"must have no path ({parts.path!r}): Gong's base URLs are a host only, such as "
+                "https://us-12345.api.gong.io; bulkmeet adds /v2/meetings itself")
+    return None
+
+
 def _check_type(cfg: Config, name: str, types: tuple[type, ...], source: str) -> None:
     value = getattr(cfg, name)
     if isinstance(value, bool) and bool not in types:
@@ -144,7 +179,11 @@ def validate(cfg: Config, *, source: str) -> Config:
     if not isinstance(cfg.mapping, Mapping):
         raise ConfigError(f"{source}: mapping must be a mapping of API field to column")
     if not isinstance(cfg.base_url, str) or not cfg.base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"{source}: base_url must be an http(s) URL, not {cfg.base_url!r}")
+        shown = _hide_userinfo(cfg.base_url) if isinstance(cfg.base_url, str) else cfg.base_url
+        raise ConfigError(f"{source}: base_url must be an http(s) URL, not {shown!r}")
+    problem = base_url_problem(cfg.base_url)
+    if problem is not None:
+        raise ConfigError(f"{source}: base_url {_hide_userinfo(cfg.base_url)!r} {problem}")
     if cfg.timezone is not None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -5,7 +5,8 @@ Three things live here and nowhere else:
   nothing ever bursts (aiolimiter's AsyncLimiter(3, 1) lets 3 through at once, which a server that
   counts a sliding one-second window answers with 429s);
 - the pause: on a 429 every worker waits until one shared deadline has passed, then the bucket
-  starts empty again, so the resume does not burst either;
+  starts empty again, so the resume does not burst either; a pause lasts at least one interval,
+  so a Retry-After of 0 never switches the pacing off;
 - adaptive mode: multiplicative decrease on each 429, additive increase while calls succeed.
 
 All time is the event loop's clock (`loop.time()`), so tests drive the gate on a virtual clock.
@@ -150,11 +151,26 @@ class Gate:
 
     # -- the pause ------------------------------------------------------------------------
 
+    def interval(self) -> float:
+        """Seconds between two calls at the current effective rate (0 when unlimited)."""
+        rate = self.effective_rate
+        return 0.0 if rate is None else 1 / rate
+
     def pause(self, seconds: float) -> bool:
-        """Hold every worker for `seconds` from now. Returns True if this began a new pause."""
+        """Hold every worker for `seconds` from now. Returns True if this began a new pause.
+
+        A pause never shortens the spacing: it lasts at least one interval, so a Retry-After of
+        0, a past date or a few milliseconds cannot let the next call leave sooner than pacing
+        would (the bucket restarts empty at the deadline, which is then an interval or more
+        after the call that got the 429).
+        """
         now = self._now()
-        until = now + max(0.0, seconds)
         new_pause = self._paused_until <= now
+        if self._auto and new_pause:
+            # One decrease per pause: the 429s of calls already in flight say the same thing.
+            # Before the deadline is set, so the pause lasts at least one interval at the new rate.
+            self._decrease()
+        until = now + max(0.0, seconds, self.interval())
         if until > self._paused_until:
             self.paused_seconds += until - max(now, self._paused_until)
             self._paused_until = until
@@ -163,9 +179,6 @@ class Gate:
             self._limiter = self._make_limiter(self._rate)
         if new_pause:
             self.pauses += 1
-        if self._auto and new_pause:
-            # One decrease per pause: the 429s of calls already in flight say the same thing.
-            self._decrease()
         return new_pause
 
     def close(self, reason: BaseException) -> None:

@@ -213,7 +213,9 @@ def decide(row: Row, digest: str, ks: KeyState | None, led: LedgerEntry | None, 
 
     A key whose meeting exists (results file or ledger) is never created again; one whose
     create was cut off is not sent again without --resend-uncertain; one Gong refused is not
-    sent again unchanged (a corrected row has another digest).
+    sent again unchanged (a corrected row has another digest). A refusal is Gong's when the
+    answer had Gong's error shape, so a requestId: a 4xx from a proxy or a wrong base URL
+    (recorded without one) is sent again.
     """
     if row.op != "create":
         return Decision.SEND  # sync plans updates and deletes from the ledger itself
@@ -227,6 +229,6 @@ def decide(row: Row, digest: str, ks: KeyState | None, led: LedgerEntry | None, 
         return Decision.UNCERTAIN_BEFORE if recorded and not dangling else Decision.IN_FLIGHT
     last = ks.last if ks is not None else None
     if last is not None and last.status is Status.FAILED and last.http_status in PERMANENT_HTTP \
-            and last.payload_hash == digest:
+            and last.request_id is not None and last.payload_hash == digest:
         return Decision.REFUSED_BEFORE
     return Decision.SEND

@@ -40,6 +40,13 @@ CREDS = Credentials.basic("AKEY-1234567", "s3cr3t-abcdef")
     ("soon", None),
     ("-5", None),
     ("nan", None),
+    ("\u00b2", None),  # str.isdigit() says yes, float() says no
+    ("\u0661\u0662", None),  # Arabic-Indic digits: not RFC 9110's DIGIT
+    ("1e3", None),
+    ("+5", None),
+    ("0x10", None),
+    ("inf", None),
+    ("9" * 400, 1e9),  # valid but past any sense: capped, so the run defers (max_wait)
 ])
 def test_retry_after_as_seconds_or_http_date(value: str | None, seconds: float | None) -> None:
     """RFC 9110 §10.2.3: delay-seconds or an HTTP-date; anything else is unusable (None)."""
@@ -50,8 +57,9 @@ def test_classify_maps_each_status_to_its_outcome() -> None:
     """200 created, 429 rate limited (x-retry-after as a fallback), 5xx retryable, other 4xx
     final, 401/403 stop the run."""
     assert isinstance(classify(200, {"meetingId": "12", "requestId": "r"}, {}), Created)
-    assert classify(200, {"requestId": "r"}, {}) == Lost(
-        200, "Gong answered 200 without a meetingId: the meeting may exist", "r")
+    lost = classify(200, {"requestId": "r"}, {})
+    assert isinstance(lost, Lost) and lost.http_status == 200 and lost.request_id == "r"
+    assert "no meetingId" in lost.message and "may exist" in lost.message
     limited = classify(429, {}, {"x-retry-after": "7"})
     assert isinstance(limited, RateLimited) and limited.retry_after == 7.0
     assert isinstance(classify(503, {"errors": ["busy"]}, {}), Retryable)

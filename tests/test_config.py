@@ -55,3 +55,30 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     """A config path that does not exist is named in the error."""
     with pytest.raises(ConfigError, match="cannot read config file"):
         config.load(tmp_path / "nope.yaml", env={})
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("https://", "has no host"),
+    ("http:///v2/meetings", "has no host"),
+    ("https://api.gong.io:99999", "port"),
+    ("https://api.gong.io:0", "port"),
+    ("https://key:hunter2pw@api.gong.io", "user name or password"),
+    ("https://hunter2pw@api.gong.io", "user name or password"),
+    ("https://api.gong.io/v2", "no path"),
+    ("https://api.gong.io/?x=1", "no query"),
+])
+def test_a_base_url_that_cannot_work_is_refused_without_echoing_a_password(
+        url: str, message: str) -> None:
+    """An unusable base URL stops the load with one line naming the problem; a password in
+    it is never shown."""
+    with pytest.raises(ConfigError) as err:
+        config.load(None, env={"GONG_BASE_URL": url})
+    assert message in str(err.value)
+    assert "hunter2pw" not in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("url", ["https://api.gong.io", "https://us-4.api.gong.io/",
+                                 "http://127.0.0.1:8080", "http://[::1]:9"])
+def test_usable_base_urls_load(url: str) -> None:
+    """Gong's base URLs (no path, a trailing slash at most) and loopback ones load."""
+    assert config.load(None, env={"GONG_BASE_URL": url}).base_url == url

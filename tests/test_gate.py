@@ -139,13 +139,14 @@ def test_adaptive_mode_halves_on_429_and_probes_up_slowly_to_the_ceiling() -> No
 
 
 def test_adaptive_mode_never_goes_below_the_floor() -> None:
-    """Repeated 429s stop cutting at the floor."""
+    """Repeated 429s stop cutting at the floor. (Each comes after the last pause ended: a pause
+    lasts at least one interval, 4 s at the floor.)"""
 
     async def scenario() -> float | None:
         gate = Gate(1.0, auto=True, floor=0.25)
         for _ in range(6):
             gate.pause(1.0)
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(4.5)
         return gate.rate
 
     assert run_virtual(scenario()) == pytest.approx(0.25)
@@ -224,3 +225,46 @@ def test_close_wakes_workers_waiting_for_a_token_and_leaves_other_cancels_alone(
     names, waited = run_virtual(scenario())
     assert names == ["CancelledError", "GateClosed", "GateClosed", "GateClosed"]
     assert waited == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.01])
+def test_a_pause_shorter_than_the_spacing_never_shortens_it(seconds: float) -> None:
+    """Every call is answered 429 with Retry-After 0 (or 10 ms, below the 0.5 s spacing): the
+    calls stay at least one interval apart, each pause lasting at least one interval (today's
+    main installed an empty bucket on each pause and let every waiter through at once)."""
+
+    async def scenario() -> list[float]:
+        gate = Gate(2.0)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        times: list[float] = []
+
+        async def worker() -> None:
+            for _ in range(5):
+                await gate.acquire()
+                times.append(loop.time() - start)
+                await asyncio.sleep(0.001)  # the 429 comes back a moment later
+                gate.pause(seconds)
+
+        await asyncio.gather(*(worker() for _ in range(8)))
+        return sorted(times)
+
+    times = run_virtual(scenario())
+    assert len(times) == 40
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 0.5 - 1e-6
+
+
+def test_a_pause_ending_right_after_a_call_still_leaves_a_full_interval() -> None:
+    """A call at t, then pause(0.1) at t at 2/s: the next call goes at t + 0.5, not t + 0.1."""
+
+    async def scenario() -> float:
+        gate = Gate(2.0)
+        loop = asyncio.get_running_loop()
+        await gate.acquire()
+        t = loop.time()
+        gate.pause(0.1)
+        await gate.acquire()
+        return loop.time() - t
+
+    assert run_virtual(scenario()) == pytest.approx(0.5, abs=1e-6)

@@ -26,11 +26,14 @@ from .common import (
 RETRYABLE = frozenset({Status.NOT_SENT, Status.DEFERRED})
 
 
-def _retryable(status: Status, http_status: int | None) -> bool:
+def _retryable(status: Status, http_status: int | None, request_id: str | None) -> bool:
     if status in RETRYABLE:
         return True
+    # A redirect, or a 4xx that was not Gong's (no requestId: a proxy, a wrong base URL), is
+    # no verdict on the row: it may pass once the endpoint is right.
     return status is Status.FAILED and (http_status is None or http_status >= 500
-                                        or http_status == 429)
+                                        or http_status == 429 or 300 <= http_status < 400
+                                        or (http_status < 500 and request_id is None))
 
 
 @main.command()
@@ -83,7 +86,7 @@ async def _retry(cfg: Config, results: str, input_path: str | None, errors_out: 
             last = ks.last
             if last is None or ks.payload is None:
                 continue
-            if _retryable(last.status, last.http_status) or (
+            if _retryable(last.status, last.http_status, last.request_id) or (
                     resend_uncertain and last.status is Status.UNCERTAIN):
                 rows.append(Row(last.line, key, ks.payload))
         if not rows:
