@@ -88,6 +88,8 @@ def signals(stop: asyncio.Event, hard: asyncio.Event, got: list[int]) -> Iterato
 
 
 def exit_code(stats: RunStats, signals: list[int]) -> int:
+    if stats.stopped_by is not None:  # a full disk, an unreachable host: says more than a signal
+        return stats.stopped_by.exit_code
     if signals:
         return EXIT_SIGTERM if signals[0] == signal.SIGTERM else EXIT_SIGINT
     if stats.auth_error is not None:
