@@ -166,13 +166,13 @@ async def run_job(
                     blocking = _blocking_source(opts.input) and not isinstance(raws, list)
                     stats = await pipeline.run(raws, blocking=blocking)
                 finally:
-                    _save_quota(quota, pipeline.stats)
+                    save_quota(quota, pipeline.stats)
         return stats
     finally:
-        _close_journals(writer, ledger, stats)
+        close_journals(writer, ledger, stats)
 
 
-def _save_quota(quota: DailyQuota, stats: RunStats) -> None:
+def save_quota(quota: DailyQuota, stats: RunStats) -> None:
     """The day's count, saved at the end; a folder that cannot be written is said once, after
     the run (whose records are all on disk), not as a traceback."""
     try:
@@ -183,7 +183,7 @@ def _save_quota(quota: DailyQuota, stats: RunStats) -> None:
             "this run are not counted in it)")
 
 
-def _close_journals(writer: ResultsWriter, ledger: Ledger | None, stats: RunStats | None) -> None:
+def close_journals(writer: ResultsWriter, ledger: Ledger | None, stats: RunStats | None) -> None:
     """Close the results file and the ledger, flushed to the disk. If that fails the run stops
     with a JournalError, unless it already stops on one (or on anything else)."""
     errors: list[JournalError] = []

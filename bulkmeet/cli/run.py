@@ -122,9 +122,6 @@ async def _run_async(cfg: Config, opts: JobOptions, errors_out: str | None = Non
     if stats.stopped_by is not None:
         click.echo(f"bulkmeet: error: {stats.stopped_by}", err=True)
     code = exit_code(stats, got)
-    for message in stats.output_errors:  # the run's records are all on disk; exit 2 if clean
-        click.echo(f"bulkmeet: error: {message}", err=True)
-        code = code or EXIT_USAGE
     if errors_out:
         try:
             n = write_errors_file(cfg, opts.input, opts.out, errors_out, sheet=opts.sheet)
