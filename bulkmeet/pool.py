@@ -428,7 +428,7 @@ class Pipeline:
                 if new_pause and (constant or waited + wait > cfg.max_wait):
                     self._start_drain(Status.DEFERRED, (
                         f"Gong answered 429 to every request for {now - self._first_429:.0f}s "
-                        f"({self._pauses_429 + 1} pauses, {waited + wait:.0f}s of waiting, with "
+                        f"({self._pauses_429 + 1} answers 429 in a row, {waited:.0f}s paused, with "
                         "no success between); the rest is deferred"))
                     return final(Status.DEFERRED, 429, outcome.request_id,
                                  (self.stats.stop_reason or "",))
