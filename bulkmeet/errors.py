@@ -6,6 +6,8 @@
      +-- InputError        input file missing, unreadable, unknown format (exit 2)
      +-- AuthError         401/403 from Gong: holds for every row         (exit 3)
      +-- QuotaExhausted    daily budget spent or a 429 wait past max_wait (exit 75)
+     +-- Unreachable       Gong's host cannot be reached or never answers (exit 69)
+     +-- JournalError      the results file (or ledger) cannot be written (exit 74)
 """
 
 from __future__ import annotations
@@ -44,3 +46,18 @@ class QuotaExhausted(BulkmeetError):
     """No more calls may be spent now; the run defers what is left."""
 
     exit_code = 75
+
+
+class Unreachable(BulkmeetError):
+    """Requests in a row could not connect, or got no answer: the rest of the run would fare the
+    same (sysexits EX_UNAVAILABLE)."""
+
+    exit_code = 69
+
+
+class JournalError(BulkmeetError):
+    """An entry of the results file or the ledger could not be written whole (a full disk, an
+    I/O error). Nothing more is sent: a request whose outcome cannot be recorded could be sent
+    again by the resume (sysexits EX_IOERR)."""
+
+    exit_code = 74

@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 
 from .client import Credentials, GongClient
 from .config import Config
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, JournalError, UsageError
 from .gate import Gate, RateChange
 from .ledger import Ledger, read_ledger
 from .mapping import Mapper
 from .models import RawRow, Row, Status, payload_digest
 from .pool import Pipeline, RunStats
-from .quota import quota_for
+from .quota import DailyQuota, quota_for
 from .reader import read_rows
 from .results import ResultsState, ResultsWriter, read_results
 from .triage import Decision, Triage, decide
@@ -147,6 +147,7 @@ async def run_job(
         raws = read_rows(opts.input, fmt=cfg.format, delimiter=cfg.delimiter,
                          encoding=cfg.encoding, sheet=opts.sheet)
     prior, ledger, writer = open_state(cfg, opts)
+    stats: RunStats | None = None
     try:
         async with sandbox_if(opts.sandbox, cfg) as cfg:
             check_base_url(cfg.base_url, insecure=opts.insecure)
@@ -163,13 +164,41 @@ async def run_job(
                     on_start(pipeline)
                 try:
                     blocking = _blocking_source(opts.input) and not isinstance(raws, list)
-                    return await pipeline.run(raws, blocking=blocking)
+                    stats = await pipeline.run(raws, blocking=blocking)
                 finally:
-                    quota.save()
+                    save_quota(quota, pipeline.stats)
+        return stats
     finally:
+        close_journals(writer, ledger, stats)
+
+
+def save_quota(quota: DailyQuota, stats: RunStats) -> None:
+    """The day's count, saved at the end; a folder that cannot be written is said once, after
+    the run (whose records are all on disk), not as a traceback."""
+    try:
+        quota.save()
+    except OSError as exc:
+        stats.output_errors.append(
+            f"cannot save the daily quota to {quota.path}: {exc.strerror or exc} (the calls of "
+            "this run are not counted in it)")
+
+
+def close_journals(writer: ResultsWriter, ledger: Ledger | None, stats: RunStats | None) -> None:
+    """Close the results file and the ledger, flushed to the disk. If that fails the run stops
+    with a JournalError, unless it already stops on one (or on anything else)."""
+    errors: list[JournalError] = []
+    try:
         writer.close()
-        if ledger is not None:
+    except JournalError as exc:
+        errors.append(exc)
+    if ledger is not None:
+        try:
             ledger.close()
+        except OSError as exc:
+            errors.append(JournalError(f"cannot write the ledger {ledger.path}: "
+                                       f"{exc.strerror or exc}"))
+    if errors and stats is not None and stats.stopped_by is None:
+        stats.stopped_by = errors[0]
 
 
 def validate_options(opts: JobOptions) -> None:

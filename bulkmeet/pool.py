@@ -4,9 +4,17 @@ Every input row ends with exactly one final record in the results file:
 - invalid, duplicate and already-created rows are recorded (or skipped) by the reader stage, and
   never reach the queue;
 - each queued row is finished by a worker, which records the outcome before it takes the next;
-- when the run must stop sending (401/403, quota), rows still queued or unread get `not_sent` or
-  `deferred`; on Ctrl-C/SIGTERM reading stops, queued rows get `not_sent` and unread rows no
-  record (the resume reads them); a request cut off mid-flight gets `uncertain`.
+- when the run must stop sending (401/403, quota, the breaker), rows still queued or unread get
+  `not_sent` or `deferred`; on Ctrl-C/SIGTERM reading stops, requests in flight get up to
+  `grace_period` to finish, queued rows get `not_sent` and unread rows no record (the resume
+  reads them); a request cut off mid-flight gets `uncertain`;
+- when the results file cannot be written (a full disk), nothing more is sent and reading stops:
+  the file holds whole entries only, and the resume finishes the rest.
+
+The breaker: requests that could not connect or got no answer, BREAKER_TRANSPORT of them in a
+row with no answer between, stop the run (the host is down, or the URL is wrong); so do
+BREAKER_429_PAUSES pauses for 429 in a row without a success, or 429 pauses adding up to more
+than `max_wait` since the last success.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from .client import (
     backoff_delay,
 )
 from .config import Config
-from .errors import AuthError, QuotaExhausted
+from .errors import AuthError, BulkmeetError, JournalError, QuotaExhausted, Unreachable
 from .gate import Gate, GateClosed
 from .ledger import Ledger
 from .models import RawRow, Record, Row, Status, payload_digest
@@ -42,6 +50,15 @@ from .results import ResultsState, ResultsWriter
 from .triage import Decision, Triage, decide
 
 log = logging.getLogger("bulkmeet")
+
+# The breaker: N requests in a row that could not connect or got no answer stop the run (each
+# would cost a day's call and, with retries, minutes); so do N pauses for 429 in a row with no
+# success between, once they have lasted BREAKER_429_SECONDS (a burst of 429s with a tiny
+# Retry-After inside one rate window is not a constant 429). In-flight requests of other
+# workers may add up to concurrency - 1 more requests.
+BREAKER_TRANSPORT = 5
+BREAKER_429_PAUSES = 5
+BREAKER_429_SECONDS = 4.0
 
 # What a successful call of each op is called in the ledger and in the results file.
 _DONE = {
@@ -69,6 +86,9 @@ class RunStats:
     stop_reason: str | None = None
     exit_status: Status | None = None  # the status given to rows not sent after a stop
     auth_error: AuthError | None = None
+    stopped_by: BulkmeetError | None = None  # Unreachable or JournalError: the run's exit code
+    unrecorded: int = 0  # final records the results file refused (a full disk)
+    output_errors: list[str] = field(default_factory=list)  # state not saved after the run
     interrupted: bool = False
     unread: bool = False
     pauses: int = 0
@@ -124,23 +144,71 @@ class Pipeline:
         self._busy: set[asyncio.Task[None]] = set()  # workers with a row in hand
         self.mapping_warnings = mapping_warnings
         self._drain: tuple[Status, str] | None = None
+        self._wake = asyncio.Event()  # set when the run stops sending: cuts back-off sleeps
+        self._halted = False  # stop reading: the results file cannot be written
+        # the breaker's counters
+        self._no_answer = 0  # requests in a row that could not connect or got no answer
+        self._pauses_429 = 0  # new 429 pauses since the last success
+        self._paused_at_success = 0.0  # gate.paused_seconds at the last success
+        self._first_429: float | None = None  # loop time of the first 429 since the last success
 
     # -- bookkeeping ----------------------------------------------------------------------
 
     def _finish(self, record: Record, payload: dict[str, Any] | None = None) -> None:
-        self.writer.record(record, payload)
+        try:
+            self.writer.record(record, payload)
+        except JournalError as exc:
+            # Left as the file says: no entry (never sent: the resume sends it) or a `sending`
+            # (the resume calls it uncertain). Both are true.
+            self.stats.unrecorded += 1
+            self._journal_failed(exc)
+            return
         self.stats.counts[record.status._value_] += 1  # _value_: .value is a slow descriptor
         if record.status is Status.UNCERTAIN:
             self.stats.uncertain_lines.append(record.line)
 
-    def _start_drain(self, status: Status, reason: str) -> None:
-        """From now on nothing is sent; every row not finished gets `status` with `reason`."""
+    def _start_drain(self, status: Status, reason: str, *, quiet: bool = False) -> None:
+        """From now on nothing is sent; every row not finished gets `status` with `reason`.
+        `quiet`: the CLI says why itself (stats.stopped_by)."""
         if self._drain is None:
             self._drain = (status, reason)
             self.stats.stop_reason = reason
             self.stats.exit_status = status
             self.gate.close(GateClosed(reason))
-            log.warning("stopping: %s", reason, extra={"event": "stop"})
+            self._wake.set()
+            if not quiet:
+                log.warning("stopping: %s", reason, extra={"event": "stop"})
+
+    def _stop_run(self, error: BulkmeetError, summary: str) -> None:
+        """Stop sending for a reason that holds for every row; the run exits with its code.
+        Rows get the whole reason; the summary line the short one (the CLI prints the rest)."""
+        if self.stats.stopped_by is None:
+            self.stats.stopped_by = error
+        if self._drain is None:
+            self._start_drain(Status.NOT_SENT, f"not sent: {error}", quiet=True)
+            self.stats.stop_reason = summary
+
+    def _journal_failed(self, exc: JournalError) -> None:
+        """The results file refused an entry: send nothing more, read no further."""
+        self._halted = True
+        self._stop_run(exc, "the results file cannot be written")
+
+    def _journal_sending(self, row: Row, attempts: int, phash: str) -> bool:
+        """The `sending` entries, before a request; False (and nothing is sent) if either
+        journal refuses it."""
+        try:
+            self.writer.sending(row, attempts, phash)
+            if self.ledger is not None:
+                self.ledger.write(row.key, "sending", payload_hash=phash, intent=row.op)
+        except JournalError as exc:
+            self._journal_failed(exc)
+            return False
+        except OSError as exc:
+            self._journal_failed(JournalError(
+                f"cannot write the ledger {self.ledger.path if self.ledger else ''}: "
+                f"{exc.strerror or exc}"))
+            return False
+        return True
 
     def _finish_drained(self, item: Queued, *, attempts: int = 0) -> None:
         """Record a row the run will not send now, keeping its payload for `retry`."""
@@ -201,7 +269,7 @@ class Pipeline:
         try:
             source = _pumped(raws) if blocking else _chunked(raws)
             async for raw in source:
-                if self.stop.is_set():
+                if self.stop.is_set() or self._halted:
                     self.stats.unread = True
                     break
                 item = self._triage(triage, raw)
@@ -263,10 +331,9 @@ class Pipeline:
                         self._start_drain(Status.DEFERRED, str(exc))
                         self._finish_drained(item, attempts=attempts)
                         return
+                if not self._journal_sending(row, attempts + 1, phash):
+                    return  # not sent, and no record can be written: the resume sends it
                 attempts += 1
-                self.writer.sending(row, attempts, phash)
-                if self.ledger is not None:
-                    self.ledger.write(row.key, "sending", payload_hash=phash, intent=row.op)
                 self._count_request()
                 in_flight = True
                 try:
@@ -282,6 +349,7 @@ class Pipeline:
                     return
                 in_flight = False
                 if type(outcome) is Created:
+                    self._succeeded()
                     self._done(row, outcome, attempts, phash)
                     return
                 done, failures = await self._handle(row, outcome, attempts, failures, phash)
@@ -304,10 +372,13 @@ class Pipeline:
         done_op, status = _DONE[row.op]
         if self.ledger is not None:
             # The payload itself is kept so that `bulkmeet plan` can name changed fields.
-            self.ledger.write(
-                row.key, done_op, meeting_id=outcome.meeting_id, payload_hash=phash,
-                organizer=str(row.payload.get("organizerEmail")) if row.payload else None,
-                payload=row.payload if row.op != "delete" else None)
+            try:
+                self.ledger.write(
+                    row.key, done_op, meeting_id=outcome.meeting_id, payload_hash=phash,
+                    organizer=str(row.payload.get("organizerEmail")) if row.payload else None,
+                    payload=row.payload if row.op != "delete" else None)
+            except OSError as exc:
+                self._ledger_failed(exc)
         self._finish(Record(row.line, row.key, status, outcome.http_status, outcome.meeting_id,
                             outcome.meeting_url, outcome.request_id, attempts=attempts,
                             payload_hash=phash))
@@ -326,11 +397,16 @@ class Pipeline:
 
         match outcome:
             case Created():
+                self._succeeded()
                 self._done(row, outcome, attempts, phash)
                 return True, failures
             case RateLimited():
                 self.stats.rate_limited += 1
+                self._no_answer = 0
                 self._answered(row, 429)
+                if self._drain is not None:
+                    self._finish_drained((row, phash), attempts=attempts)
+                    return True, failures
                 wait = outcome.retry_after
                 if wait is None:
                     wait = cfg.retry_after_default
@@ -342,13 +418,40 @@ class Pipeline:
                         f"max_wait {cfg.max_wait:.0f}s; the rest is deferred"))
                     return final(Status.DEFERRED, 429, outcome.request_id,
                                  (self.stats.stop_reason or "",))
+                now = asyncio.get_running_loop().time()
+                if self._first_429 is None:
+                    self._first_429 = now
+                waited = self.gate.paused_seconds - self._paused_at_success
+                new_pause = self.gate.remaining_pause() <= 0
+                constant = (self._pauses_429 + 1 >= BREAKER_429_PAUSES
+                            and now - self._first_429 >= BREAKER_429_SECONDS)
+                if new_pause and (constant or waited + wait > cfg.max_wait):
+                    self._start_drain(Status.DEFERRED, (
+                        f"Gong answered 429 to every request for {now - self._first_429:.0f}s "
+                        f"({self._pauses_429 + 1} answers 429 in a row, {waited:.0f}s paused, with "
+                        "no success between); the rest is deferred"))
+                    return final(Status.DEFERRED, 429, outcome.request_id,
+                                 (self.stats.stop_reason or "",))
                 if self.gate.pause(wait):
+                    self._pauses_429 += 1
                     log.warning("429: pausing every worker for %.1fs (Retry-After %r)", wait,
                                 outcome.raw, extra={**extra, "event": "pause", "seconds": wait})
                 return False, failures  # a 429 is not a failed attempt
             case Retryable():
                 failures += 1
                 self._answered(row, outcome.http_status)
+                if outcome.http_status is None:  # could not connect: nothing left the machine
+                    self._no_answer += 1
+                    if self._no_answer >= BREAKER_TRANSPORT and self._drain is None:
+                        self._stop_run(Unreachable(
+                            f"cannot reach {self.client.base_url}: {self._no_answer} requests in "
+                            f"a row could not connect (last: {outcome.message}); the rest is "
+                            "not sent"), "Gong cannot be reached")
+                else:
+                    self._no_answer = 0
+                if self._drain is not None:
+                    self._finish_drained((row, phash), attempts=attempts)
+                    return True, failures
                 if failures >= cfg.max_attempts:
                     log.error("line %d: giving up after %d attempts: %s", row.line, failures,
                               outcome.message, extra={**extra, "event": "failed"})
@@ -361,13 +464,15 @@ class Pipeline:
                 await self._sleep_unless_stopped(delay)
                 return False, failures
             case Rejected():
+                self._succeeded()  # an answer: the host is up and not limiting
                 self._ledger(row.key, "not_created")
                 log.error("line %d: Gong answered %d: %s", row.line, outcome.http_status,
                           "; ".join(outcome.errors), extra={**extra, "event": "failed"})
                 return final(Status.FAILED, outcome.http_status, outcome.request_id,
                              outcome.errors)
             case Lost():
-                if self.resend_uncertain and failures + 1 < cfg.max_attempts:
+                if (self.resend_uncertain and failures + 1 < cfg.max_attempts
+                        and self._no_answer + 1 < BREAKER_TRANSPORT):
                     failures += 1
                     log.warning("line %d: %s; sending again (--resend-uncertain)", row.line,
                                 outcome.message, extra={**extra, "event": "retry"})
@@ -375,8 +480,18 @@ class Pipeline:
                 self._ledger(row.key, "uncertain")
                 log.error("line %d: %s; recorded uncertain", row.line, outcome.message,
                           extra={**extra, "event": "uncertain"})
-                return final(Status.UNCERTAIN, outcome.http_status, outcome.request_id,
-                             (outcome.message,))
+                result = final(Status.UNCERTAIN, outcome.http_status, outcome.request_id,
+                               (outcome.message,))
+                if outcome.http_status is None:  # no answer at all
+                    self._no_answer += 1
+                    if self._no_answer >= BREAKER_TRANSPORT and self._drain is None:
+                        self._stop_run(Unreachable(
+                            f"{self.client.base_url} did not answer {self._no_answer} requests "
+                            f"in a row (last: {outcome.message}); the rest is not sent"),
+                            "Gong does not answer")
+                else:
+                    self._no_answer = 0
+                return result
         raise AssertionError(f"unknown outcome {outcome!r}")  # pragma: no cover
 
     async def _call(self, row: Row) -> Outcome:
@@ -395,14 +510,33 @@ class Pipeline:
             return outcome
         raise AssertionError(f"unknown op {row.op!r}")  # pragma: no cover
 
+    def _succeeded(self) -> None:
+        """Gong answered and did not limit: the breaker's counts start again."""
+        self._no_answer = 0
+        self._pauses_429 = 0
+        self._first_429 = None
+        self._paused_at_success = self.gate.paused_seconds
+
     def _answered(self, row: Row, http_status: int | None) -> None:
         """Nothing was created (429, 5xx, no connection): settle the `sending` entries."""
-        self.writer.answered(row, http_status)
+        try:
+            self.writer.answered(row, http_status)
+        except JournalError as exc:
+            self._journal_failed(exc)  # the `sending` stays: the resume calls it uncertain
+            return
         self._ledger(row.key, "not_created")
 
     def _ledger(self, key: str, op: str) -> None:
         if self.ledger is not None:
-            self.ledger.write(key, op)
+            try:
+                self.ledger.write(key, op)
+            except OSError as exc:
+                self._ledger_failed(exc)
+
+    def _ledger_failed(self, exc: OSError) -> None:
+        path = self.ledger.path if self.ledger is not None else ""
+        self._journal_failed(JournalError(f"cannot write the ledger {path}: "
+                                          f"{exc.strerror or exc}"))
 
     def _count_request(self) -> None:
         now = time.monotonic()
@@ -412,8 +546,9 @@ class Pipeline:
         self.stats.last_request = now
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
+        """A back-off sleep, cut short when the run stops sending."""
         try:
-            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
         except TimeoutError:
             pass
 
@@ -429,10 +564,19 @@ class Pipeline:
         if self.quota is not None:
             helpers.append(asyncio.create_task(self.quota.save_every(), name="quota-saver"))
         try:
-            await reader
-            for _ in workers:
-                await queue.put(None)
-            await asyncio.gather(*workers)
+            # Wait on the tasks, never await them: a stop cancels the reader, and its
+            # CancelledError must not pass for this task's own (which cut the grace period).
+            await asyncio.wait([reader])
+            if not reader.cancelled() and reader.exception() is not None:
+                raise reader.exception()  # type: ignore[misc]
+            # One end mark per worker; put by a task of its own, as the queue may be full and
+            # the workers cancelled (a second signal), when nobody would take them.
+            ends = asyncio.create_task(_put_ends(queue, len(workers)), name="end-marks")
+            helpers.append(ends)
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
         except asyncio.CancelledError:
             pass
         finally:
@@ -459,6 +603,7 @@ class Pipeline:
             self.stats.stop_reason = "interrupted"
             self.stats.exit_status = Status.NOT_SENT
         self.gate.close(GateClosed("interrupted"))
+        self._wake.set()
         # Stop reading at once (stdin may never end); rows already queued become not_sent.
         reader.cancel()
         loop = asyncio.get_running_loop()
@@ -483,6 +628,11 @@ class Pipeline:
 
 
 Queued = tuple[Row, str]  # a row to send, with the digest of its payload
+
+
+async def _put_ends(queue: asyncio.Queue[Queued | None], n: int) -> None:
+    for _ in range(n):
+        await queue.put(None)
 READER_THREAD = "bulkmeet-reader"
 
 

@@ -156,8 +156,9 @@ class DailyQuota:
             try:
                 self.save()
             except OSError as exc:  # a full disk must not stop the run; the next save retries
-                log.warning("cannot save the daily quota to %s: %s", self.path,
-                            exc.strerror or exc, extra={"event": "quota"})
+                # Not a warning each second: the save at the end of the run says it once.
+                log.debug("cannot save the daily quota to %s: %s", self.path,
+                          exc.strerror or exc, extra={"event": "quota"})
 
     def save(self) -> None:
         """Add this process's unsaved calls to the file's count, under a lock, so that runs at

@@ -146,6 +146,8 @@ class RunReport:
         counts = {s.value: stats.counts.get(s.value, 0) for s in Status if s in FINAL_STATUSES}
         if error is None and stats.auth_error is not None:
             error = str(stats.auth_error)
+        if error is None and stats.stopped_by is not None:
+            error = str(stats.stopped_by)
         return {
             "bulkmeet": __version__,
             "input": self.input,

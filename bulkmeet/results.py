@@ -13,6 +13,8 @@ without it; the JSONL keeps every value as it is.
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import os
 import sys
 import time
@@ -23,7 +25,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from .errors import InputError
+from .errors import InputError, JournalError
 from .models import FINAL_STATUSES, RESULT_FIELDS, Record, Row, Status
 
 CSV_FIELDS = (*RESULT_FIELDS, "payload")
@@ -69,20 +71,27 @@ class ResultsWriter:
         self.path = Path(path)
         self._csv = is_csv(path)
         existed = self.path.exists() and self.path.stat().st_size > 0 and not fresh
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_TRUNC if fresh else 0)
         try:
-            self._file: TextIO = open(  # noqa: SIM115 - closed in close()
-                self.path, "w" if fresh else "a", encoding="utf-8", newline=""
-            )
+            # A raw O_APPEND descriptor: each entry is one write(2) of the whole line, nothing
+            # is buffered in this process, so a kill right after still leaves the line on disk.
+            self._fd: int | None = os.open(self.path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as exc:
             raise InputError(f"cannot write results file {path}: {exc.strerror or exc}") from None
-        self._fd = self._file.fileno()
-        self._writer = csv.writer(self._file, lineterminator="\r\n") if self._csv else None
-        if existed:
-            self._repair_torn_tail()
-        if self._writer is not None and not existed:
-            self._writer.writerow(CSV_FIELDS)
-            self._file.flush()
+        self._buf = io.StringIO()
+        self._writer = csv.writer(self._buf, lineterminator="\r\n") if self._csv else None
         self.finals = 0
+        self.error: JournalError | None = None  # the first write that failed
+        try:
+            if existed:
+                self._repair_torn_tail()
+            if self._writer is not None and not existed:
+                self._writer.writerow(CSV_FIELDS)
+                self._write_line(self._take_csv())
+        except BaseException:
+            os.close(self._fd)
+            self._fd = None
+            raise
 
     def _repair_torn_tail(self) -> None:
         """Cut a torn last entry (the process killed mid-write) back to the last whole one.
@@ -92,9 +101,7 @@ class ResultsWriter:
         """
         good = _complete_length(self.path, self._csv)
         if good < self.path.stat().st_size:
-            self._file.flush()
             os.truncate(self.path, good)
-            self._file.seek(0, os.SEEK_END)
 
     def answered(self, row: Row, http_status: int | None) -> None:
         """Gong answered and created nothing (429, 5xx): the `sending` before it is settled, so
@@ -125,18 +132,59 @@ class ResultsWriter:
 
     def _emit(self, data: dict[str, Any]) -> None:
         if self._writer is None:
-            # One write(2) of the whole line, straight to the O_APPEND descriptor: nothing is
-            # buffered in this process, so a kill right after still leaves the line on disk.
-            os.write(self._fd, orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
+            self._write_line(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
             return
         self._writer.writerow([_csv_cell(name, data.get(name)) for name in CSV_FIELDS])
-        self._file.flush()
+        self._write_line(self._take_csv())
+
+    def _take_csv(self) -> bytes:
+        text = self._buf.getvalue()
+        self._buf.seek(0)
+        self._buf.truncate()
+        return text.encode("utf-8", errors="surrogateescape")
+
+    def _write_line(self, line: bytes) -> None:
+        """Append one entry whole, or raise JournalError leaving no part of it in the file.
+
+        write(2) may write less than asked (a disk filling up): the rest is written in further
+        calls. When one fails (ENOSPC, EIO), the part already written is cut off again, so the
+        file never holds a torn entry that a resume would cut and so forget what it said.
+        """
+        fd = self._fd
+        if fd is None:
+            raise self._fail(OSError(errno.EBADF, "the results file is closed"))
+        view = memoryview(line)
+        done = 0
+        try:
+            while done < len(line):
+                done += os.write(fd, view[done:])
+        except OSError as exc:
+            if done:
+                try:
+                    # O_APPEND: the file ends with the `done` bytes of this entry.
+                    os.ftruncate(fd, os.fstat(fd).st_size - done)
+                except OSError:
+                    pass  # the resume cuts a torn last entry as after a kill
+            raise self._fail(exc) from None
+
+    def _fail(self, exc: OSError) -> JournalError:
+        error = JournalError(f"cannot write the results file {self.path}: "
+                             f"{exc.strerror or exc}")
+        if self.error is None:
+            self.error = error
+        return error
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+        """Flush to the disk and close. Raises JournalError if the disk refuses (after closing)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise self._fail(exc) from None
+        finally:
+            os.close(fd)
 
 
 def _complete_length(path: Path, as_csv: bool) -> int:

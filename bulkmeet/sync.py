@@ -39,7 +39,7 @@ from typing import Any
 from .client import Credentials, GongClient
 from .config import Config
 from .errors import InputError, UsageError
-from .job import check_base_url, make_gate
+from .job import check_base_url, close_journals, make_gate, save_quota
 from .ledger import Ledger, LedgerEntry, read_ledger
 from .mapping import Mapper
 from .models import RawRow, Record, Row, Status, payload_digest
@@ -361,11 +361,9 @@ async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record],
                     # The rows are planned already: the mapper hands row i back for "line" i.
                     parts.append(await pipeline.run([RawRow(i, None) for i in range(len(rows))]))
             finally:
-                quota.save()
+                save_quota(quota, total)
     finally:
-        writer.close()
-        if ledger is not None:
-            ledger.close()
+        close_journals(writer, ledger, total)
         _merge(total, parts, gate.pauses, gate.paused_seconds)
     return total
 
@@ -417,6 +415,9 @@ def _merge(total: RunStats, parts: list[RunStats], pauses: int, paused: float) -
         total.stop_reason = total.stop_reason or s.stop_reason
         total.exit_status = total.exit_status or s.exit_status
         total.auth_error = total.auth_error or s.auth_error
+        total.stopped_by = total.stopped_by or s.stopped_by
+        total.unrecorded += s.unrecorded
+        total.output_errors.extend(s.output_errors)
         total.interrupted = total.interrupted or s.interrupted
         total.unread = total.unread or s.unread
         if s.first_request is not None:

@@ -88,6 +88,14 @@ def signals(stop: asyncio.Event, hard: asyncio.Event, got: list[int]) -> Iterato
 
 
 def exit_code(stats: RunStats, signals: list[int]) -> int:
+    code = _run_code(stats, signals)
+    # State not saved after the run (its records are all on disk): 2, if nothing says more.
+    return code or (EXIT_USAGE if stats.output_errors else EXIT_OK)
+
+
+def _run_code(stats: RunStats, signals: list[int]) -> int:
+    if stats.stopped_by is not None:  # a full disk, an unreachable host: says more than a signal
+        return stats.stopped_by.exit_code
     if signals:
         return EXIT_SIGTERM if signals[0] == signal.SIGTERM else EXIT_SIGINT
     if stats.auth_error is not None:
@@ -122,9 +130,14 @@ def summary_lines(stats: RunStats, out: str) -> list[str]:
                      f"--resend-uncertain): lines {shown}{more}")
     if stats.stop_reason:
         lines.append(f"  stopped: {stats.stop_reason}")
+    if stats.unrecorded:
+        lines.append(f"  {stats.unrecorded} outcome(s) could not be written to the results file; "
+                     "once there is room, the same command resumes: rows never sent are sent, "
+                     "a request that went out is reported uncertain")
     if stats.unread:
         lines.append("  the rest of the input was not read; run the same command again to resume")
     lines.append(f"  results: {out}")
+    lines.extend(f"bulkmeet: error: {message}" for message in stats.output_errors)
     return lines
 
 

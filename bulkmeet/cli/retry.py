@@ -101,6 +101,8 @@ async def _retry(cfg: Config, results: str, input_path: str | None, errors_out: 
                                   mapper=lambda raw: rows[raw.line])
     for line in summary_lines(stats, results):
         click.echo(line, err=True)
+    if stats.stopped_by is not None:
+        click.echo(f"bulkmeet: error: {stats.stopped_by}", err=True)
     if errors_out and input_path:
         from ..fixfile import write_errors_file
 

@@ -13,6 +13,7 @@ from ..errors import BulkmeetError, UsageError
 from ..fixfile import write_errors_file
 from ..job import JobOptions, default_out, estimate, run_job, validate_options
 from .common import (
+    EXIT_USAGE,
     RunOutputs,
     exit_code,
     fail,
@@ -118,10 +119,19 @@ async def _run_async(cfg: Config, opts: JobOptions, errors_out: str | None = Non
         click.echo(line, err=True)
     if stats.auth_error is not None:
         click.echo(f"bulkmeet: error: {stats.auth_error}", err=True)
+    if stats.stopped_by is not None:
+        click.echo(f"bulkmeet: error: {stats.stopped_by}", err=True)
+    code = exit_code(stats, got)
     if errors_out:
-        n = write_errors_file(cfg, opts.input, opts.out, errors_out, sheet=opts.sheet)
-        click.echo(f"  {n} rows to fix written to {errors_out}", err=True)
-    return outputs.write(stats, exit_code(stats, got))
+        try:
+            n = write_errors_file(cfg, opts.input, opts.out, errors_out, sheet=opts.sheet)
+        except OSError as exc:
+            click.echo(f"bulkmeet: error: cannot write the errors file {errors_out}: "
+                       f"{exc.strerror or exc}", err=True)
+            code = code or EXIT_USAGE
+        else:
+            click.echo(f"  {n} rows to fix written to {errors_out}", err=True)
+    return outputs.write(stats, code)
 
 
 @main.command()

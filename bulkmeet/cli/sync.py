@@ -299,4 +299,6 @@ async def _carry_out(fn: Callable[[asyncio.Event, asyncio.Event], Awaitable[RunS
         click.echo(line, err=True)
     if stats.auth_error is not None:
         click.echo(f"bulkmeet: error: {stats.auth_error}", err=True)
+    if stats.stopped_by is not None:
+        click.echo(f"bulkmeet: error: {stats.stopped_by}", err=True)
     return exit_code(stats, got)
