@@ -504,8 +504,10 @@ class Pipeline:
         if row.op == "delete":
             outcome = await self.client.delete_meeting(
                 row.meeting_id, str(row.payload.get("organizerEmail", "")))
-            if isinstance(outcome, Rejected) and outcome.http_status == 404:
-                # Deleting what is already gone reaches the state asked for.
+            if (isinstance(outcome, Rejected) and outcome.http_status == 404
+                    and outcome.request_id is not None):
+                # Gong says it is already gone: the state asked for. A 404 without Gong's
+                # requestId (a proxy, a wrong endpoint) says nothing about the meeting.
                 return Created(404, row.meeting_id, None, outcome.request_id)
             return outcome
         raise AssertionError(f"unknown op {row.op!r}")  # pragma: no cover

@@ -438,3 +438,23 @@ def test_dns_and_certificate_failures_are_named_so() -> None:
     cert = aiohttp.ClientConnectorCertificateError(key, bad)  # type: ignore[arg-type]
     out = transport_failure(cert, "https://nowhere.invalid")
     assert isinstance(out, Retryable) and out.kind == "tls" and "certificate" in out.message
+
+
+def test_a_delete_answered_by_a_404_that_is_not_gongs_is_not_recorded_deleted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Undo treats Gong's 404 on a delete as "already gone", but a 404 from a proxy or a wrong
+    endpoint says nothing about the meeting: the row is failed, and a later undo tries again."""
+    n = [0]
+
+    async def handler(request: web.Request) -> web.Response:
+        if request.method == "DELETE":
+            return web.Response(status=404, text="404: Not Found")
+        return created(request, n)
+
+    with serving(handler) as server:
+        _, out = run_rows(tmp_path, server.url, n=2)
+        monkeypatch.setenv("GONG_BASE_URL", server.url)
+        result = CliRunner().invoke(main, ["undo", str(out), "--yes"])
+    undone = finals(tmp_path / "out.undo.jsonl")
+    assert [r["status"] for r in undone] == ["failed", "failed"], result.output
+    assert result.exit_code == 1
