@@ -1,9 +1,10 @@
 """A fake Gong server for the four /v2/meetings operations, on aiohttp.web, loopback only.
 
 It follows bulkmeet/contract/openapi-meetings.json: the same paths, bodies, answers and error
-shapes, plus the behaviour Gong documents around them (rate limits with Retry-After, a daily budget, the
-"Limited release" 403, the unknown-organizer 404). Faults are injectable so the client's retry and
-resume logic can be tested: 500s, answers lost after the meeting was created, latency.
+shapes, plus the behaviour Gong documents around them (rate limits with Retry-After, a daily
+budget, the "Limited release" 403, the unknown-organizer 404). Faults are injectable so the
+client's retry and resume logic can be tested: 500s, answers lost after the meeting was created,
+latency.
 
 Every API request passes the same checks, in this order, and stops at the first that answers:
 

@@ -10,16 +10,20 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from .. import __version__, logs
 from .. import config as config_mod
 from ..config import Config
-from ..errors import BulkmeetError
+from ..errors import BulkmeetError, InputError
 from ..models import FINAL_STATUSES, Status
 from ..pool import READER_THREAD, RunStats
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+GONG_RATE = config_mod.DEFAULT_RATE  # a default Gong company's calls per second
 
 EXIT_OK = 0
 EXIT_ROWS = 1
@@ -43,6 +47,22 @@ def load_config(path: str | None, **overrides: Any) -> Config:
     return cfg.replace(**changes) if changes else cfg
 
 
+def require_file(path: str, what: str = "input file") -> None:
+    """A path the user gave that must be a file bulkmeet can read; else one clear line (exit 2).
+
+    Opened without blocking, so a pipe with no writer yet is accepted (it is read as it comes)."""
+    if path == "-":
+        return
+    if not os.path.lexists(path):
+        raise InputError(f"{what} {path} does not exist")
+    if os.path.isdir(path):
+        raise InputError(f"{what} {path} is a directory, not a file")
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
 def parse_rate(value: str | None) -> dict[str, Any]:
     if value is None:
         return {}
@@ -56,6 +76,32 @@ def parse_rate(value: str | None) -> dict[str, Any]:
     if rate <= 0:
         raise click.BadParameter("must be greater than 0", param_hint="--rate")
     return {"rate": rate, "rate_ceiling": rate}
+
+
+def sandbox_options(fn: F) -> F:
+    """--sandbox and --sandbox-rate, for every command that can talk to Gong."""
+    fn = click.option("--sandbox-rate", type=click.FloatRange(min=0), default=GONG_RATE,
+                      show_default=True, metavar="R",
+                      help="Calls per second the built-in sandbox allows before it answers 429, "
+                      "like Gong (0: no limit, for fast trials).")(fn)
+    fn = click.option("--sandbox", is_flag=True, help="Against the built-in fake Gong server on "
+                      "a free loopback port, limited like Gong (3 calls/s, 10,000 a day).")(fn)
+    return fn
+
+
+def sandbox_limit(rate: float) -> float | None:
+    """--sandbox-rate as the sandbox takes it: 0 means no limit."""
+    return rate or None
+
+
+def warn_fast_rate(cfg: Config, *, sandbox: bool) -> None:
+    """A rate above Gong's default limit, aimed at a real Gong host: say what will happen."""
+    from ..job import is_loopback_url
+
+    if sandbox or cfg.rate_auto or cfg.rate <= GONG_RATE or is_loopback_url(cfg.base_url):
+        return
+    click.echo(f"bulkmeet: warning: --rate {cfg.rate:g} is above Gong's limit of "
+               f"{GONG_RATE:g} calls/s per company: expect 429s and pauses", err=True)
 
 
 @contextlib.contextmanager
