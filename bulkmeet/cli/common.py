@@ -104,6 +104,10 @@ def warn_fast_rate(cfg: Config, *, sandbox: bool) -> None:
                f"{GONG_RATE:g} calls/s per company: expect 429s and pauses", err=True)
 
 
+# Whether a run began sending (its own signal handlers went in) in this command.
+_started: list[bool] = []
+
+
 @contextlib.contextmanager
 def signals(stop: asyncio.Event, hard: asyncio.Event, got: list[int]) -> Iterator[None]:
     """First SIGINT/SIGTERM: stop gracefully. Second: stop now (still losing no record)."""
@@ -119,6 +123,8 @@ def signals(stop: asyncio.Event, hard: asyncio.Event, got: list[int]) -> Iterato
             click.echo("bulkmeet: stopping: finishing requests in flight (again to stop now)",
                        err=True)
 
+    _started.append(True)
+    before = signal.getsignal(signal.SIGTERM)
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -130,7 +136,9 @@ def signals(stop: asyncio.Event, hard: asyncio.Event, got: list[int]) -> Iterato
         yield
     finally:
         for sig in installed:
-            loop.remove_signal_handler(sig)
+            loop.remove_signal_handler(sig)  # leaves SIGTERM at its default: death by signal
+        if signal.SIGTERM in installed and before is not None:
+            signal.signal(signal.SIGTERM, before)
 
 
 def exit_code(stats: RunStats, signals: list[int]) -> int:
@@ -266,20 +274,46 @@ def fail(exc: BulkmeetError) -> None:
     sys.exit(exc.exit_code)
 
 
+class Terminated(BaseException):
+    """SIGTERM outside a run's own handlers (start-up, preflight, after the summary)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _stop_message(sent: bool) -> str:
+    return "" if sent else ": nothing was sent"
+
+
 def guard(fn: Callable[[], int]) -> None:
+    """Run a command: a BulkmeetError is one line and its exit code; Ctrl-C or SIGTERM outside
+    a run's own handlers is one line and 130 or 143 (a run's handlers exit the same way)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _started.clear()
     try:
         code = fn()
     except BulkmeetError as exc:
         fail(exc)
-    else:
-        if any(t.name == READER_THREAD and t.is_alive() for t in threading.enumerate()):
-            # Stopped while the reader waits on a pipe that may never close (`tail -f | ...`).
-            # Every record is already on disk; a normal exit would wait on that read forever,
-            # or abort on the pipe's lock at interpreter shutdown.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        sys.exit(code)
+    except KeyboardInterrupt:
+        click.echo(f"bulkmeet: interrupted{_stop_message(bool(_started))}", err=True)
+        code = EXIT_SIGINT
+    except Terminated:
+        click.echo(f"bulkmeet: stopped by SIGTERM{_stop_message(bool(_started))}", err=True)
+        code = EXIT_SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if any(t.name == READER_THREAD and t.is_alive() for t in threading.enumerate()):
+        # Stopped while the reader waits on a pipe that may never close (`tail -f | ...`).
+        # Every record is already on disk; a normal exit would wait on that read forever,
+        # or abort on the pipe's lock at interpreter shutdown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
