@@ -155,6 +155,30 @@ def exit_code(stats: RunStats, signals: list[int]) -> int:
     return EXIT_OK
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """`1 row`, `2 rows`, `0 rows`."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def errors_out_file(cfg: Config, input: str, results: str, path: str, code: int, *,
+                    sheet: str | None = None) -> int:
+    """Write --errors-out and say what it holds; a file that cannot be written is one line and
+    turns a clean exit code into 2. Returns the exit code."""
+    from ..fixfile import write_errors_file
+
+    try:
+        n = write_errors_file(cfg, input, results, path, sheet=sheet)
+    except OSError as exc:
+        click.echo(f"bulkmeet: error: cannot write --errors-out {path}: {exc.strerror or exc}",
+                   err=True)
+        return code or EXIT_USAGE
+    if n:
+        click.echo(f"  {plural(n, 'row')} to fix written to {path}", err=True)
+    else:
+        click.echo(f"  no row to fix: {path} not written", err=True)
+    return code
+
+
 def summary_lines(stats: RunStats, out: str) -> list[str]:
     order = [s.value for s in Status if s in FINAL_STATUSES]
     counts = ", ".join(f"{stats.counts[s]} {s}" for s in order if stats.counts.get(s))

@@ -13,6 +13,7 @@ from ..models import RawRow, Row, Status
 from ..results import read_results
 from .common import (
     GONG_RATE,
+    errors_out_file,
     exit_code,
     guard,
     load_config,
@@ -108,9 +109,7 @@ async def _retry(cfg: Config, results: str, input_path: str | None, errors_out: 
                                   mapper=lambda raw: rows[raw.line])
     for line in summary_lines(stats, results):
         click.echo(line, err=True)
+    code = exit_code(stats, got)
     if errors_out and input_path:
-        from ..fixfile import write_errors_file
-
-        n = write_errors_file(cfg, input_path, results, errors_out)
-        click.echo(f"  {n} rows to fix written to {errors_out}", err=True)
-    return exit_code(stats, got)
+        code = errors_out_file(cfg, input_path, results, errors_out, code)
+    return code

@@ -11,10 +11,10 @@ import click
 
 from ..config import Config
 from ..errors import BulkmeetError, UsageError
-from ..fixfile import write_errors_file
 from ..job import JobOptions, default_out, estimate, run_job, validate_options
 from .common import (
     RunOutputs,
+    errors_out_file,
     exit_code,
     fail,
     guard,
@@ -126,10 +126,10 @@ async def _run_async(cfg: Config, opts: JobOptions, errors_out: str | None = Non
         click.echo(line, err=True)
     if stats.auth_error is not None:
         click.echo(f"bulkmeet: error: {stats.auth_error}", err=True)
+    code = exit_code(stats, got)
     if errors_out:
-        n = write_errors_file(cfg, opts.input, opts.out, errors_out, sheet=opts.sheet)
-        click.echo(f"  {n} rows to fix written to {errors_out}", err=True)
-    return outputs.write(stats, exit_code(stats, got))
+        code = errors_out_file(cfg, opts.input, opts.out, errors_out, code, sheet=opts.sheet)
+    return outputs.write(stats, code)
 
 
 @main.command()
