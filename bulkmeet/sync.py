@@ -36,19 +36,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .client import Credentials, GongClient
 from .config import DEFAULT_RATE, Config
 from .errors import InputError, UsageError
-from .job import SANDBOX_CREDENTIALS, check_base_url, make_gate, sandbox_if
 from .ledger import Ledger, LedgerEntry, read_ledger
 from .mapping import Mapper
 from .models import RawRow, Record, Row, Status, payload_digest
-from .pool import Pipeline, RunStats
-from .quota import quota_for
 from .reader import read_rows
 from .results import ResultsWriter, read_results
 
 if TYPE_CHECKING:
+    from .pool import Pipeline, RunStats
     from .sandbox import Sandbox
 
 log = logging.getLogger("bulkmeet")
@@ -324,6 +321,11 @@ async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record],
     one gate, client, quota, results writer and ledger. A phase after a stop is not sent: its
     rows get the stop's status. With `sandbox`, a built-in sandbox that already holds the
     meetings the phases update or delete stands in for Gong."""
+    from .client import Credentials, GongClient  # aiohttp: only when sending
+    from .job import SANDBOX_CREDENTIALS, check_base_url, make_gate, sandbox_if
+    from .pool import Pipeline, RunStats
+    from .quota import quota_for
+
     stop = stop or asyncio.Event()
     total = RunStats(rows_read=rows_read, skipped=unchanged)
     sending = any(p.rows for p in phases)

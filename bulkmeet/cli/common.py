@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -19,7 +19,9 @@ from .. import config as config_mod
 from ..config import Config
 from ..errors import BulkmeetError, InputError
 from ..models import FINAL_STATUSES, Status
-from ..pool import READER_THREAD, RunStats
+
+if TYPE_CHECKING:
+    from ..pool import RunStats
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -289,6 +291,8 @@ class RunOutputs:
                 self.report = RunReport(input, out)
             except BulkmeetError:
                 self.report = RunReport(input, out, fresh=True)
+        from ..pool import RunStats
+
         self.junit = None  # no rows were read: there is nothing to test
         self.write(RunStats(), exc.exit_code, error=str(exc))
 
@@ -330,7 +334,9 @@ def guard(fn: Callable[[], int]) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    if any(t.name == READER_THREAD and t.is_alive() for t in threading.enumerate()):
+    pool = sys.modules.get("bulkmeet.pool")  # no pool imported: no reader thread either
+    reader = getattr(pool, "READER_THREAD", None)
+    if reader and any(t.name == reader and t.is_alive() for t in threading.enumerate()):
         # Stopped while the reader waits on a pipe that may never close (`tail -f | ...`).
         # Every record is already on disk; a normal exit would wait on that read forever,
         # or abort on the pipe's lock at interpreter shutdown.
@@ -343,8 +349,13 @@ def guard(fn: Callable[[], int]) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bulkmeet")
 def main() -> None:
-    """Turn spreadsheet rows (CSV, JSONL) into Gong meetings, one POST /v2/meetings per row.
+    """Turn spreadsheet rows (CSV, JSONL or XLSX) into Gong meetings, one POST /v2/meetings per
+    row.
 
     Credentials come from the environment only: GONG_ACCESS_KEY and GONG_ACCESS_KEY_SECRET, or
-    GONG_BEARER_TOKEN. GONG_BASE_URL overrides the API host.
+    GONG_BEARER_TOKEN. GONG_BASE_URL overrides the API host. Try anything first against the
+    built-in fake Gong server with --sandbox.
+
+    Shell completion (bash): eval "$(_BULKMEET_COMPLETE=bash_source bulkmeet)" in ~/.bashrc
+    (zsh_source, fish_source for the others).
     """

@@ -8,7 +8,6 @@ import click
 
 from ..config import Config
 from ..errors import UsageError
-from ..job import JobOptions, run_job
 from ..models import RawRow, Row, Status
 from ..results import read_results
 from .common import (
@@ -77,6 +76,8 @@ def retry(results: str, input_path: str | None, config_path: str | None, rate: s
 async def _retry(cfg: Config, results: str, input_path: str | None, errors_out: str | None,
                  resend_uncertain: bool, sandbox: bool,
                  sandbox_rate: float | None = GONG_RATE) -> int:
+    from ..job import JobOptions, run_job
+
     state = read_results(results)
     if not state.keys:
         raise UsageError(f"{results} holds no results to retry")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
 
 from ..config import Config
+
+if TYPE_CHECKING:
+    from ..job import JobOptions
 from ..errors import BulkmeetError, UsageError
-from ..job import JobOptions, default_out, estimate, run_job, validate_options
 from .common import (
     RunOutputs,
     errors_out_file,
@@ -35,7 +37,8 @@ from .validate import echo_notes, input_config, mapping_options
 @click.argument("input", metavar="INPUT")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--out", help="Results file (.jsonl, or .csv). Default: INPUT.results.jsonl beside "
-              "the input. An existing one is resumed.")
+              "the input (bulkmeet-results.jsonl in the working folder for stdin). An existing "
+              "one is resumed.")
 @click.option("--rate", help="Requests per second, or 'auto' to adapt to a shared quota "
               "(default 3).")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Workers sending at once (8).")
@@ -82,6 +85,8 @@ def run(input: str, config_path: str | None, out: str | None, rate: str | None,
     outputs = RunOutputs(quiet=quiet, junit=junit, summary=summary_path,
                          step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None)
 
+    from ..job import JobOptions, default_out, validate_options
+
     def go() -> int:
         require_file(input)
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
@@ -109,6 +114,11 @@ def run(input: str, config_path: str | None, out: str | None, rate: str | None,
 
 async def _run_async(cfg: Config, opts: JobOptions, errors_out: str | None = None,
                      outputs: RunOutputs | None = None) -> int:
+    from ..client import Credentials
+    from ..job import estimate, run_job
+
+    if not opts.sandbox:
+        Credentials.from_env()  # a missing credential is said before the preflight lines
     outputs = outputs or RunOutputs()
     stop, hard = asyncio.Event(), asyncio.Event()
     got: list[int] = []

@@ -10,14 +10,15 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ..config import Config
 from ..errors import UsageError
-from ..job import default_out
-from ..pool import RunStats
+
+if TYPE_CHECKING:
+    from ..pool import RunStats
 from ..sync import (
     DEFAULT_MAX_DELETES,
     UNDO_CONFIRM_OVER,
@@ -253,6 +254,8 @@ def sync(input: str, config_path: str | None, ledger: str | None, prune: bool, y
             if not click.confirm(f"Delete {len(deletes)} meeting(s) in Gong?", err=True):
                 click.echo("bulkmeet: nothing was sent", err=True)
                 return EXIT_ROWS
+        from ..job import default_out
+
         results = out or default_out(input)
 
         with _scratch_ledger(path, sandbox) as kept:

@@ -8,14 +8,17 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import orjson
 
-from ..check import Organizer, Preflight, Triage, check_out_path, preflight
 from ..config import Config
+from ..triage import Triage
+
+if TYPE_CHECKING:
+    from ..check import Organizer, Preflight
 from ..mapping import Mapper
 from ..models import Status
 from ..presets import PRESETS
@@ -188,6 +191,8 @@ def validate(input: str, config_path: str | None, preset: str | None, organizer:
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
                                   format=fmt)
         if out is not None:
+            from ..check import check_out_path
+
             check_out_path(out, input)
         mapper = Mapper.from_config(cfg)
         echo_notes(notes)
@@ -265,6 +270,8 @@ def check(input: str, config_path: str | None, preset: str | None, organizer: st
                                   format=fmt, **parse_rate(rate))
         echo_notes(notes)
         warn_fast_rate(cfg, sandbox=sandbox)
+        from ..check import preflight
+
         report = asyncio.run(preflight(cfg, input, sheet=sheet, sandbox=sandbox,
                                        insecure=insecure,
                                        sandbox_rate=sandbox_limit(sandbox_rate)))
