@@ -203,7 +203,8 @@ class Estimate:
     budget: int
 
     def lines(self) -> list[str]:
-        out = [f"preflight: {self.rows} rows; {self.to_send} to send, {self.invalid} invalid, "
+        rows = f"{self.rows} row{'' if self.rows == 1 else 's'}"
+        out = [f"preflight: {rows}; {self.to_send} to send, {self.invalid} invalid, "
                f"{self.done_before} settled by earlier runs"]
         if self.seconds is not None:
             out.append(f"  about {_duration(self.seconds)} at the set rate")

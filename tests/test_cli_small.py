@@ -64,3 +64,16 @@ def test_missing_credentials_come_before_any_preflight_line(tmp_path: Path) -> N
 def test_every_command_help_is_fast_to_reach(command: str) -> None:
     res = CliRunner().invoke(main, [command, "--help"])
     assert res.exit_code == 0, res.output
+
+
+def test_counts_of_one_are_singular(tmp_path: Path) -> None:
+    from .helpers import SANDBOX
+
+    src = write_csv(tmp_path / "in.csv", [meeting_row(0)])
+    res = CliRunner().invoke(main, ["run", str(src), *SANDBOX])
+    assert res.exit_code == 0, res.output
+    assert "preflight: 1 row; 1 to send" in res.stderr
+    assert "bulkmeet: 1 row read in " in res.stderr
+    assert "  1 request at " in res.stderr
+    res = CliRunner().invoke(main, ["validate", str(src)])
+    assert "bulkmeet: 1 row read: 1 valid" in res.output

@@ -147,7 +147,7 @@ def test_jsonl_from_stdin(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["validate", "-", "--format", "jsonl"],
                              input=orjson.dumps(row) + b"\n")
     assert res.exit_code == 0, res.output
-    assert "1 rows read: 1 valid" in res.stdout
+    assert "1 row read: 1 valid" in res.stdout
 
 
 # --- --out -------------------------------------------------------------------------------------

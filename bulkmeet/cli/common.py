@@ -184,11 +184,11 @@ def errors_out_file(cfg: Config, input: str, results: str, path: str, code: int,
 def summary_lines(stats: RunStats, out: str) -> list[str]:
     order = [s.value for s in Status if s in FINAL_STATUSES]
     counts = ", ".join(f"{stats.counts[s]} {s}" for s in order if stats.counts.get(s))
-    lines = [f"bulkmeet: {stats.rows_read} rows read in {stats.wall:.1f}s: "
+    lines = [f"bulkmeet: {plural(stats.rows_read, 'row')} read in {stats.wall:.1f}s: "
              f"{counts or 'nothing recorded'}"]
     if stats.skipped:
         lines.append(f"  {stats.skipped} skipped: already done in an earlier run, nothing sent")
-    lines.append(f"  {stats.requests} requests at {stats.achieved_rate:.2f}/s; "
+    lines.append(f"  {plural(stats.requests, 'request')} at {stats.achieved_rate:.2f}/s; "
                  f"{stats.rate_limited} answered 429; "
                  f"paused {stats.pauses} time(s) for {stats.paused_seconds:.1f}s")
     if stats.refused_before:

@@ -43,6 +43,7 @@ from .common import (
     log,
     main,
     parse_rate,
+    plural,
     require_file,
     sandbox_limit,
     sandbox_options,
@@ -71,7 +72,7 @@ def _interactive() -> bool:
 def plan_head(plan: Plan) -> str:
     counts = plan.counts()
     parts = [f"{counts[k]} {label}" for k, label in _HEAD if counts[k]]
-    return f"plan: {plan.rows_read} rows read: {', '.join(parts) or 'nothing'}"
+    return f"plan: {plural(plan.rows_read, 'row')} read: {', '.join(parts) or 'nothing'}"
 
 
 def change_line(c: Change) -> str:

@@ -31,6 +31,7 @@ from .common import (
     load_config,
     main,
     parse_rate,
+    plural,
     require_file,
     sandbox_limit,
     sandbox_options,
@@ -162,7 +163,7 @@ def _lines(organizer: Organizer) -> str:
 def _counts(counts: Mapping[str, int]) -> str:
     parts = [f"{counts.get(k, 0)} {k}" for k in ("valid", "invalid", "duplicate", "skipped")
              if counts.get(k) or k == "valid"]
-    return f"{counts.get('rows', 0)} rows read: " + ", ".join(parts)
+    return f"{plural(counts.get('rows', 0), 'row')} read: " + ", ".join(parts)
 
 
 # --- validate ----------------------------------------------------------------------------------
