@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .client import Credentials, GongClient, Lost, RateLimited, Rejected, Retryable, backoff_delay
-from .config import Config
+from .config import DEFAULT_RATE, Config
 from .errors import UsageError
 from .gate import Gate
 from .job import SANDBOX_CREDENTIALS, check_base_url, make_gate, sandbox_if
@@ -236,6 +236,7 @@ async def preflight(
     sandbox: bool = False,
     insecure: bool = False,
     mapper: Mapper | None = None,
+    sandbox_rate: float | None = DEFAULT_RATE,
 ) -> Preflight:
     """Read and map the input (no network), then ask Gong about its organizers."""
     credentials = (Credentials.basic(*SANDBOX_CREDENTIALS) if sandbox
@@ -245,7 +246,7 @@ async def preflight(
                    sheet=sheet) as raws:
         organizers = collect_organizers(raws, triage)
     report = Preflight(organizers, triage.counts)
-    async with sandbox_if(sandbox, cfg) as cfg:
+    async with sandbox_if(sandbox, cfg, rate=sandbox_rate) as cfg:
         check_base_url(cfg.base_url, insecure=insecure)
         quota = None if sandbox else quota_for(cfg)
         async with GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,

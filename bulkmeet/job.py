@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .client import Credentials, GongClient
-from .config import Config
+from .config import DEFAULT_DAILY_BUDGET, DEFAULT_RATE, Config
 from .errors import ConfigError, JournalError, UsageError
 from .gate import Gate, RateChange
 from .ledger import Ledger, read_ledger
@@ -28,6 +29,9 @@ from .quota import DailyQuota, quota_for
 from .reader import read_rows
 from .results import ResultsState, ResultsWriter, read_results
 from .triage import Decision, Triage, decide
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
 
 log = logging.getLogger("bulkmeet")
 
@@ -43,6 +47,7 @@ class JobOptions:
     sandbox: bool = False
     insecure: bool = False
     sheet: str | None = None
+    sandbox_rate: float | None = DEFAULT_RATE  # the built-in sandbox's limit; None: none
 
 
 def default_out(input_path: str) -> str:
@@ -92,14 +97,19 @@ def make_gate(cfg: Config, *, unlimited: bool = False) -> Gate:
 
 
 @asynccontextmanager
-async def sandbox_if(enabled: bool, cfg: Config) -> AsyncIterator[Config]:
-    """Start the built-in sandbox on a free loopback port and point the config at it."""
+async def sandbox_if(enabled: bool, cfg: Config, *, rate: float | None = DEFAULT_RATE,
+                     seed: Callable[[Sandbox], None] | None = None) -> AsyncIterator[Config]:
+    """Start the built-in sandbox on a free loopback port and point the config at it. It
+    limits like a default Gong company (3 calls/s in a sliding window, 10,000 a day), whatever
+    rate the client is given: `rate` changes the per-second limit (None: no limit)."""
     if not enabled:
         yield cfg
         return
     from .sandbox import SandboxSettings, start_sandbox
 
-    sandbox = await start_sandbox(SandboxSettings(rate=cfg.rate if not cfg.rate_auto else None))
+    sandbox = await start_sandbox(SandboxSettings(rate=rate, daily=DEFAULT_DAILY_BUDGET))
+    if seed is not None:
+        seed(sandbox)
     try:
         yield cfg.replace(base_url=sandbox.url)
     finally:
@@ -149,7 +159,7 @@ async def run_job(
     prior, ledger, writer = open_state(cfg, opts)
     stats: RunStats | None = None
     try:
-        async with sandbox_if(opts.sandbox, cfg) as cfg:
+        async with sandbox_if(opts.sandbox, cfg, rate=opts.sandbox_rate) as cfg:
             check_base_url(cfg.base_url, insecure=opts.insecure)
             quota = quota_for(cfg, sandbox=opts.sandbox)
             gate = make_gate(cfg)
@@ -222,7 +232,8 @@ class Estimate:
     budget: int
 
     def lines(self) -> list[str]:
-        out = [f"preflight: {self.rows} rows; {self.to_send} to send, {self.invalid} invalid, "
+        rows = f"{self.rows} row{'' if self.rows == 1 else 's'}"
+        out = [f"preflight: {rows}; {self.to_send} to send, {self.invalid} invalid, "
                f"{self.done_before} settled by earlier runs"]
         if self.seconds is not None:
             out.append(f"  about {_duration(self.seconds)} at the set rate")

@@ -21,8 +21,6 @@ from typing import Any
 
 import orjson
 
-from .client import Credentials
-
 LOGGER = "bulkmeet"
 FORMATS = ("text", "json")
 LEVELS = ("debug", "info", "warning", "error")
@@ -52,6 +50,10 @@ def env_secrets(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     secret = env.get("GONG_ACCESS_KEY_SECRET", "")
     token = env.get("GONG_BEARER_TOKEN", "")
     found: list[str] = [s for s in (key, secret, token) if s]
+    if not found:
+        return secret_forms(found)
+    from .client import Credentials  # aiohttp: imported only when there are credentials
+
     if key and secret:
         found.extend(Credentials.basic(key, secret).secrets())
     if token:

@@ -34,19 +34,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .client import Credentials, GongClient
-from .config import Config
+from .config import DEFAULT_RATE, Config
 from .errors import InputError, UsageError
-from .job import check_base_url, close_journals, make_gate, save_quota
 from .ledger import Ledger, LedgerEntry, read_ledger
 from .mapping import Mapper
 from .models import RawRow, Record, Row, Status, payload_digest
-from .pool import Pipeline, RunStats
-from .quota import quota_for
 from .reader import read_rows
 from .results import ResultsWriter, read_results
+
+if TYPE_CHECKING:
+    from .pool import Pipeline, RunStats
+    from .sandbox import Sandbox
 
 log = logging.getLogger("bulkmeet")
 
@@ -298,7 +298,8 @@ class Phase:
 async def run_sync(cfg: Config, plan: Plan, *, out: str, ledger_path: str, fresh: bool = False,
                    resend_uncertain: bool = False, insecure: bool = False,
                    stop: asyncio.Event | None = None, hard_stop: asyncio.Event | None = None,
-                   on_start: Callable[[Pipeline], None] | None = None) -> RunStats:
+                   on_start: Callable[[Pipeline], None] | None = None, sandbox: bool = False,
+                   sandbox_rate: float | None = DEFAULT_RATE) -> RunStats:
     """Carry a plan out. Checking deletes against a limit and a confirmation is the caller's."""
     deletes, changes = plan.phases()
     replaced = frozenset(c.key for c in plan.changes if c.kind is Kind.REPLACE)
@@ -307,22 +308,38 @@ async def run_sync(cfg: Config, plan: Plan, *, out: str, ledger_path: str, fresh
                          ledger_path=ledger_path, fresh=fresh, resend_uncertain=resend_uncertain,
                          insecure=insecure, rows_read=plan.rows_read,
                          unchanged=plan.count(Kind.UNCHANGED), stop=stop, hard_stop=hard_stop,
-                         on_start=on_start)
+                         on_start=on_start, sandbox=sandbox, sandbox_rate=sandbox_rate)
 
 
 async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record], *, out: str,
                   ledger_path: str | None, fresh: bool = False, resend_uncertain: bool = False,
                   insecure: bool = False, rows_read: int = 0, unchanged: int = 0,
                   stop: asyncio.Event | None = None, hard_stop: asyncio.Event | None = None,
-                  on_start: Callable[[Pipeline], None] | None = None) -> RunStats:
+                  on_start: Callable[[Pipeline], None] | None = None, sandbox: bool = False,
+                  sandbox_rate: float | None = DEFAULT_RATE) -> RunStats:
     """Record `notes`, then send each phase through its own Pipeline, one after the other, with
     one gate, client, quota, results writer and ledger. A phase after a stop is not sent: its
-    rows get the stop's status."""
+    rows get the stop's status. With `sandbox`, a built-in sandbox that already holds the
+    meetings the phases update or delete stands in for Gong."""
+    from .client import Credentials, GongClient  # aiohttp: only when sending
+    from .job import (
+        SANDBOX_CREDENTIALS,
+        check_base_url,
+        close_journals,
+        make_gate,
+        sandbox_if,
+        save_quota,
+    )
+    from .pool import Pipeline, RunStats
+    from .quota import quota_for
+
     stop = stop or asyncio.Event()
     total = RunStats(rows_read=rows_read, skipped=unchanged)
     sending = any(p.rows for p in phases)
     credentials = None
-    if sending:  # nothing to send needs no credentials
+    if sending and sandbox:
+        credentials = Credentials.basic(*SANDBOX_CREDENTIALS)
+    elif sending:  # nothing to send needs no credentials
         check_base_url(cfg.base_url, insecure=insecure)
         credentials = Credentials.from_env()
     ledger = Ledger.open(ledger_path) if ledger_path else None
@@ -340,9 +357,11 @@ async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record],
                 total.uncertain_lines.append(rec.line)
         if credentials is None:
             return total
-        quota = quota_for(cfg)
-        async with GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
-                              connections=cfg.concurrency) as client:
+        async with sandbox_if(sandbox, cfg, rate=sandbox_rate,
+                              seed=_seeder([r for p in phases for r in p.rows])) as cfg, \
+                GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
+                           connections=cfg.concurrency) as client:
+            quota = quota_for(cfg, sandbox=sandbox)
             try:
                 for phase in phases:
                     if not phase.rows:
@@ -366,6 +385,20 @@ async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record],
         close_journals(writer, ledger, total)
         _merge(total, parts, gate.pauses, gate.paused_seconds)
     return total
+
+
+def _seeder(rows: Sequence[Row]) -> Callable[[Sandbox], None]:
+    """Give a fresh sandbox the meetings that `rows` update or delete, as Gong holds them."""
+
+    def seed(sandbox: Sandbox) -> None:
+        for row in rows:
+            organizer = (row.payload or {}).get("organizerEmail")
+            if row.meeting_id and organizer:
+                sandbox.state.meetings[row.meeting_id] = {
+                    "meetingId": row.meeting_id, "organizerEmail": organizer,
+                    "meetingUrl": f"https://join.sandbox.gong.example/sandbox/{row.meeting_id}"}
+
+    return seed
 
 
 def _held_back(phase: Phase, ledger: Ledger | None, writer: ResultsWriter,
@@ -489,7 +522,8 @@ def plan_undo(results_path: str, *, out: str, ledger_path: str | None = None) ->
 
 async def run_undo(cfg: Config, plan: UndoPlan, *, out: str, ledger_path: str | None = None,
                    insecure: bool = False, stop: asyncio.Event | None = None,
-                   hard_stop: asyncio.Event | None = None) -> RunStats:
+                   hard_stop: asyncio.Event | None = None, sandbox: bool = False,
+                   sandbox_rate: float | None = DEFAULT_RATE) -> RunStats:
     """Delete the planned meetings (a 404 counts as already gone); the ledger, if given, marks
     deleted only the keys whose meeting it holds."""
 
@@ -504,4 +538,5 @@ async def run_undo(cfg: Config, plan: UndoPlan, *, out: str, ledger_path: str | 
         "Gong",)) for i in plan.unknown]
     return await execute(cfg, phases, notes, out=out, ledger_path=ledger_path, insecure=insecure,
                          rows_read=len(plan.items) + len(plan.unknown), unchanged=plan.done,
-                         stop=stop, hard_stop=hard_stop)
+                         stop=stop, hard_stop=hard_stop, sandbox=sandbox,
+                         sandbox_rate=sandbox_rate)

@@ -12,6 +12,8 @@ import orjson
 from bulkmeet import contract
 
 HEADER = ["startTime", "endTime", "title", "organizerEmail", "externalId", "invitees"]
+# The built-in sandbox with its Gong-like rate limit off: for tests that are not about pacing.
+SANDBOX = ["--sandbox", "--sandbox-rate", "0"]
 CREDS = {"GONG_ACCESS_KEY": "test-key-7f3a", "GONG_ACCESS_KEY_SECRET": "test-secret-91bc"}
 
 

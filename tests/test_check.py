@@ -40,7 +40,7 @@ from bulkmeet.sandbox import (
     start_sandbox,
 )
 
-from .helpers import CREDS, meeting_row, write_csv
+from .helpers import CREDS, SANDBOX, meeting_row, write_csv
 
 STATUS_PATH = "/v2/meetings/integration/status"
 
@@ -329,7 +329,7 @@ def test_check_prints_each_bad_organizer_and_exits_1(tmp_path: Path, env: None,
 def test_check_sandbox_all_good_exits_0(tmp_path: Path) -> None:
     """--sandbox needs no credentials; every organizer known: exit 0."""
     src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(3)])
-    res = CliRunner().invoke(main, ["check", str(src), "--sandbox"])
+    res = CliRunner().invoke(main, ["check", str(src), *SANDBOX])
     assert res.exit_code == 0, res.output
     assert "0 with problems" in res.stdout
 

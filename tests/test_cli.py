@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from bulkmeet.cli import main
 from bulkmeet.sandbox import SandboxSettings, SandboxThread
 
-from .helpers import CREDS, finals, last_by_key, meeting_row, write_csv
+from .helpers import CREDS, SANDBOX, finals, last_by_key, meeting_row, write_csv
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_run_sandbox_on_the_sample_creates_valid_rows_and_exits_1_for_the_invali
     and the unknown organizer make the exit code 1, the rest is created."""
     sample = Path(__file__).resolve().parents[1] / "samples" / "meetings.csv"
     out = tmp_path / "r.jsonl"
-    res = runner.invoke(main, ["run", str(sample), "--sandbox", "--rate", "1000",
+    res = runner.invoke(main, ["run", str(sample), *SANDBOX, "--rate", "1000",
                                "--out", str(out)])
     assert res.exit_code == 1, res.output
     counts = Counter(r["status"] for r in finals(out))
@@ -52,7 +52,7 @@ def test_run_sandbox_on_the_sample_creates_valid_rows_and_exits_1_for_the_invali
 def test_all_created_exits_0(runner: CliRunner, tmp_path: Path) -> None:
     """Every row created: exit 0."""
     src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(3)])
-    res = runner.invoke(main, ["run", str(src), "--sandbox", "--rate", "1000"])
+    res = runner.invoke(main, ["run", str(src), *SANDBOX, "--rate", "1000"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "in.results.jsonl").exists()
 
@@ -181,7 +181,7 @@ def test_errors_out_writes_the_bad_rows_in_the_input_columns_ready_to_fix(
     src = write_csv(tmp_path / "in.csv", rows)
     out = tmp_path / "r.jsonl"
     fix = tmp_path / "fix.csv"
-    res = runner.invoke(main, ["run", str(src), "--sandbox", "--rate", "1000", "--out", str(out),
+    res = runner.invoke(main, ["run", str(src), *SANDBOX, "--rate", "1000", "--out", str(out),
                                "--errors-out", str(fix)])
     assert res.exit_code == 1
     with open(fix, newline="", encoding="utf-8") as f:
@@ -194,7 +194,7 @@ def test_errors_out_writes_the_bad_rows_in_the_input_columns_ready_to_fix(
     got[0]["endTime"] = got[0]["startTime"].replace(":00:00Z", ":45:00Z")
     got[1]["organizerEmail"] = "ana@seller.example"
     write_csv(fix, [[r[c] for c in list(r)[:-1]] for r in got])
-    res = runner.invoke(main, ["retry", str(out), "--input", str(fix), "--sandbox",
+    res = runner.invoke(main, ["retry", str(out), "--input", str(fix), *SANDBOX,
                                "--rate", "1000"])
     assert res.exit_code == 0, res.output
     assert {k: v["status"] for k, v in last_by_key(out).items()} == {

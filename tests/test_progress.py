@@ -35,7 +35,7 @@ from bulkmeet.progress import (
     status_line,
 )
 
-from .helpers import meeting_row, write_csv
+from .helpers import SANDBOX, meeting_row, write_csv
 from .vclock import run_virtual
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,7 +203,7 @@ def test_pipe_gets_status_lines_without_escape_codes(tmp_path: Path,
     """Not a terminal: a plain status line every --status-interval seconds, no escape codes."""
     _cli_env(monkeypatch)
     src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(8)])
-    res = CliRunner().invoke(main, ["run", str(src), "--sandbox", "--rate", "20",
+    res = CliRunner().invoke(main, ["run", str(src), *SANDBOX, "--rate", "20",
                                     "--status-interval", "0.05"])
     assert res.exit_code == 0, res.output
     status = [m for m in map(STATUS.match, res.stderr.splitlines()) if m]
@@ -219,7 +219,7 @@ def test_quiet_shows_only_errors_and_the_summary(tmp_path: Path,
     _cli_env(monkeypatch)
     rows = [meeting_row(0), meeting_row(1, organizer="ghost@unknown.example")]
     src = write_csv(tmp_path / "in.csv", rows)
-    res = CliRunner().invoke(main, ["run", str(src), "--sandbox", "--rate", "20", "--quiet",
+    res = CliRunner().invoke(main, ["run", str(src), *SANDBOX, "--rate", "20", "--quiet",
                                     "--status-interval", "0.01"])
     assert res.exit_code == 1, res.output
     lines = res.stderr.splitlines()
@@ -258,7 +258,7 @@ def test_bulkmeet_as_a_process_on_a_terminal_and_on_a_pipe(tmp_path: Path, where
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_STEP_SUMMARY", "FORCE_COLOR",
                                                             "TTY_COMPATIBLE", "NO_COLOR")}
     env["TERM"] = "xterm-256color"
-    argv = [sys.executable, "-m", "bulkmeet", "run", str(src), "--sandbox", "--rate", "5",
+    argv = [sys.executable, "-m", "bulkmeet", "run", str(src), *SANDBOX, "--rate", "5",
             "--status-interval", "0.2"]
     if where == "pty":
         master, slave = pty.openpty()
@@ -300,6 +300,6 @@ def test_status_interval_must_be_positive(tmp_path: Path, args: list[str], yaml:
     if yaml is not None:
         (tmp_path / "c.yaml").write_text(yaml)
         args = [*args, "--config", str(tmp_path / "c.yaml")]
-    res = CliRunner().invoke(main, ["run", str(src), "--sandbox", *args])
+    res = CliRunner().invoke(main, ["run", str(src), *SANDBOX, *args])
     assert res.exit_code == 2
     assert message in res.stderr

@@ -23,7 +23,7 @@ from bulkmeet.models import FINAL_STATUSES, Record, Status
 from bulkmeet.report import RowResult, junit_xml, markdown, md_cell, xml_safe
 from bulkmeet.sandbox import SandboxSettings, SandboxThread
 
-from .helpers import CREDS, meeting_row, write_csv
+from .helpers import CREDS, SANDBOX, meeting_row, write_csv
 
 XSD = Path(__file__).parent / "data" / "junit.xsd"
 
@@ -63,7 +63,7 @@ def test_junit_has_one_valid_testcase_per_row_with_errors_and_request_id(tmp_pat
             meeting_row(2, organizer="ghost@unknown.example"), meeting_row(0)]
     src = write_csv(tmp_path / "in.csv", rows)
     junit = tmp_path / "reports" / "junit.xml"
-    res = run(str(src), "--sandbox", "--rate", "1000", "--junit", str(junit))
+    res = run(str(src), *SANDBOX, "--rate", "1000", "--junit", str(junit))
     assert res.exit_code == 1, res.output
     assert f"  JUnit: {junit}" in res.stderr
     got = cases(junit)
@@ -95,10 +95,10 @@ def test_junit_describes_this_input_final_state_after_a_resume(tmp_path: Path) -
     first = [meeting_row(0), meeting_row(1), meeting_row(2, organizer="ghost@unknown.example"),
              meeting_row(9)]
     src = write_csv(tmp_path / "in.csv", first)
-    assert run(str(src), "--sandbox", "--rate", "1000", "--out", str(out)).exit_code == 1
+    assert run(str(src), *SANDBOX, "--rate", "1000", "--out", str(out)).exit_code == 1
     write_csv(src, first[:3] + [meeting_row(3)])
     junit = tmp_path / "j.xml"
-    res = run(str(src), "--sandbox", "--rate", "1000", "--out", str(out), "--junit", str(junit))
+    res = run(str(src), *SANDBOX, "--rate", "1000", "--out", str(out), "--junit", str(junit))
     # Exit 1: the 404 row was not sent again (it cannot pass unchanged) but it is still not a
     # meeting, so the run is not all good; the JUnit shows its state, which is failed.
     assert res.exit_code == 1, res.output
@@ -166,7 +166,7 @@ def test_github_step_summary_is_appended_as_markdown(tmp_path: Path,
     rows = [meeting_row(0), meeting_row(1, organizer="ghost@unknown.example",
                                         ext="a|b<script>")]
     src = write_csv(tmp_path / "in.csv", rows)
-    res = run(str(src), "--sandbox", "--rate", "1000")
+    res = run(str(src), *SANDBOX, "--rate", "1000")
     assert res.exit_code == 1, res.output
     text = step.read_text()
     assert text.startswith("# earlier step\n## bulkmeet run ")
@@ -230,7 +230,7 @@ def test_a_report_that_cannot_be_written_fails_a_clean_run(tmp_path: Path) -> No
     src = write_csv(tmp_path / "in.csv", [meeting_row(0)])
     blocker = tmp_path / "file"
     blocker.write_text("")
-    res = run(str(src), "--sandbox", "--rate", "1000", "--junit", str(blocker / "j.xml"))
+    res = run(str(src), *SANDBOX, "--rate", "1000", "--junit", str(blocker / "j.xml"))
     assert res.exit_code == 2, res.output
     assert f"bulkmeet: error: cannot write the JUnit {blocker / 'j.xml'}: " in res.stderr
     assert "1 created" in res.stderr

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from bulkmeet.cli import main
 
-from .helpers import entries, finals
+from .helpers import SANDBOX, entries, finals
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 ORGANIZER = "ana@seller.example"
@@ -76,7 +76,7 @@ def test_run_sandbox_creates_every_row_with_the_payload_validate_showed(
     shown = CliRunner().invoke(main, ["validate", str(SAMPLES / name), *_args(args),
                                       "--show", "100"])
     out = tmp_path / "results.jsonl"
-    res = CliRunner().invoke(main, ["run", str(SAMPLES / name), *_args(args), "--sandbox",
+    res = CliRunner().invoke(main, ["run", str(SAMPLES / name), *_args(args), *SANDBOX,
                                     "--rate", "1000", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert Counter(r["status"] for r in finals(out)) == {"created": rows}
@@ -87,7 +87,7 @@ def test_run_sandbox_creates_every_row_with_the_payload_validate_showed(
 @pytest.mark.parametrize(("name", "args", "rows"), CASES, ids=IDS)
 def test_check_sandbox_finds_every_organizer_ok(name: str, args: list[str], rows: int) -> None:
     """The preflight passes on every sample: all organizers are Gong users."""
-    res = CliRunner().invoke(main, ["check", str(SAMPLES / name), *_args(args), "--sandbox"])
+    res = CliRunner().invoke(main, ["check", str(SAMPLES / name), *_args(args), *SANDBOX])
     assert res.exit_code == 0, res.output
     assert " 0 with problems" in res.stdout
 

@@ -28,7 +28,7 @@ from bulkmeet.errors import AuthError, ConfigError
 from bulkmeet.results import read_results
 from bulkmeet.sandbox import SandboxSettings, SandboxThread
 
-from .helpers import CREDS, HEADER, entries, meeting_row, write_csv
+from .helpers import CREDS, HEADER, SANDBOX, entries, meeting_row, write_csv
 
 KEY, SECRET = CREDS["GONG_ACCESS_KEY"], CREDS["GONG_ACCESS_KEY_SECRET"]
 TOKEN = "test-bearer-token-5d2e8c"
@@ -184,7 +184,7 @@ def test_formula_cells_are_inert_in_csv_results_and_unchanged_in_jsonl(
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     src = _formula_rows(tmp_path)
     path = tmp_path / out
-    res = CliRunner().invoke(main, ["run", str(src), "--sandbox", "--rate", "1000",
+    res = CliRunner().invoke(main, ["run", str(src), *SANDBOX, "--rate", "1000",
                                     "--out", str(path)])
     assert res.exit_code == 0, res.output
     assert set(read_results(path).keys) == set(FORMULAS)

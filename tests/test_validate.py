@@ -26,7 +26,7 @@ from bulkmeet.mapping import Mapper
 from bulkmeet.models import RawRow
 from bulkmeet.reader import read_rows
 
-from .helpers import HEADER, finals, meeting_row, write_csv
+from .helpers import HEADER, SANDBOX, finals, meeting_row, write_csv
 
 OUTLOOK_HEADER = ["Subject", "Start Date", "Start Time", "End Date", "End Time", "All day event",
                   "Meeting Organizer", "Required Attendees", "Optional Attendees"]
@@ -147,7 +147,7 @@ def test_jsonl_from_stdin(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["validate", "-", "--format", "jsonl"],
                              input=orjson.dumps(row) + b"\n")
     assert res.exit_code == 0, res.output
-    assert "1 rows read: 1 valid" in res.stdout
+    assert "1 row read: 1 valid" in res.stdout
 
 
 # --- --out -------------------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def test_out_holds_the_records_run_writes_for_rows_it_does_not_send(tmp_path: Pa
     checked, ran = tmp_path / "v.jsonl", tmp_path / "r.jsonl"
     res = validate(str(src), "--config", str(cfg), "--out", str(checked))
     assert res.exit_code == 1 and f"records of rows not sent: {checked}" in res.stdout
-    res = CliRunner().invoke(main, ["run", str(src), "--config", str(cfg), "--sandbox",
+    res = CliRunner().invoke(main, ["run", str(src), "--config", str(cfg), *SANDBOX,
                                     "--rate", "1000", "--out", str(ran)])
     assert res.exit_code == 1, res.output
 
@@ -194,7 +194,7 @@ def test_out_refuses_a_runs_results_file(tmp_path: Path) -> None:
     """A results file with created meetings is never overwritten: exit 2, the file intact."""
     src = write_csv(tmp_path / "in.csv", [meeting_row(0)])
     out = tmp_path / "r.jsonl"
-    assert CliRunner().invoke(main, ["run", str(src), "--sandbox", "--rate", "1000",
+    assert CliRunner().invoke(main, ["run", str(src), *SANDBOX, "--rate", "1000",
                                      "--out", str(out)]).exit_code == 0
     before = out.read_bytes()
     res = validate(str(src), "--out", str(out))
@@ -276,7 +276,7 @@ def test_local_time_presets_read_times_in_this_computers_zone_and_say_so(
     note = "note: times are read in this computer's time zone, America/New_York (the outlook " \
         "export has none)"
     assert note in res.stderr
-    res = CliRunner().invoke(main, ["run", str(src), "--preset", "outlook", "--sandbox",
+    res = CliRunner().invoke(main, ["run", str(src), "--preset", "outlook", *SANDBOX,
                                     "--rate", "1000", "--out", str(tmp_path / "r.jsonl")])
     assert res.exit_code == 0, res.output
     assert note in res.stderr
@@ -334,7 +334,7 @@ def test_directory_paths_are_read_from_the_config_files_folder(
     payload = _payload(res)
     assert payload["organizerEmail"] == "ana@seller.example"
     assert payload["invitees"] == [{"email": "carla@acme.example", "displayName": "Carla"}]
-    res = CliRunner().invoke(main, ["run", str(src), "--config", str(cfg), "--sandbox", "--rate",
+    res = CliRunner().invoke(main, ["run", str(src), "--config", str(cfg), *SANDBOX, "--rate",
                                     "1000", "--out", "r.jsonl", "--errors-out", "fix.csv"])
     assert res.exit_code == 0, res.output
 

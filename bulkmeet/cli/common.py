@@ -10,16 +10,22 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .. import __version__, logs
 from .. import config as config_mod
 from ..config import Config
-from ..errors import BulkmeetError
+from ..errors import BulkmeetError, InputError
 from ..models import FINAL_STATUSES, Status
-from ..pool import READER_THREAD, RunStats
+
+if TYPE_CHECKING:
+    from ..pool import RunStats
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+GONG_RATE = config_mod.DEFAULT_RATE  # a default Gong company's calls per second
 
 EXIT_OK = 0
 EXIT_ROWS = 1
@@ -43,6 +49,22 @@ def load_config(path: str | None, **overrides: Any) -> Config:
     return cfg.replace(**changes) if changes else cfg
 
 
+def require_file(path: str, what: str = "input file") -> None:
+    """A path the user gave that must be a file bulkmeet can read; else one clear line (exit 2).
+
+    Opened without blocking, so a pipe with no writer yet is accepted (it is read as it comes)."""
+    if path == "-":
+        return
+    if not os.path.lexists(path):
+        raise InputError(f"{what} {path} does not exist")
+    if os.path.isdir(path):
+        raise InputError(f"{what} {path} is a directory, not a file")
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
 def parse_rate(value: str | None) -> dict[str, Any]:
     if value is None:
         return {}
@@ -56,6 +78,36 @@ def parse_rate(value: str | None) -> dict[str, Any]:
     if rate <= 0:
         raise click.BadParameter("must be greater than 0", param_hint="--rate")
     return {"rate": rate, "rate_ceiling": rate}
+
+
+def sandbox_options(fn: F) -> F:
+    """--sandbox and --sandbox-rate, for every command that can talk to Gong."""
+    fn = click.option("--sandbox-rate", type=click.FloatRange(min=0), default=GONG_RATE,
+                      show_default=True, metavar="R",
+                      help="Calls per second the built-in sandbox allows before it answers 429, "
+                      "like Gong (0: no limit, for fast trials).")(fn)
+    fn = click.option("--sandbox", is_flag=True, help="Against the built-in fake Gong server on "
+                      "a free loopback port, limited like Gong (3 calls/s, 10,000 a day).")(fn)
+    return fn
+
+
+def sandbox_limit(rate: float) -> float | None:
+    """--sandbox-rate as the sandbox takes it: 0 means no limit."""
+    return rate or None
+
+
+def warn_fast_rate(cfg: Config, *, sandbox: bool) -> None:
+    """A rate above Gong's default limit, aimed at a real Gong host: say what will happen."""
+    from ..job import is_loopback_url
+
+    if sandbox or cfg.rate_auto or cfg.rate <= GONG_RATE or is_loopback_url(cfg.base_url):
+        return
+    click.echo(f"bulkmeet: warning: --rate {cfg.rate:g} is above Gong's limit of "
+               f"{GONG_RATE:g} calls/s per company: expect 429s and pauses", err=True)
+
+
+# Whether a run began sending (its own signal handlers went in) in this command.
+_started: list[bool] = []
 
 
 @contextlib.contextmanager
@@ -73,6 +125,8 @@ def signals(stop: asyncio.Event, hard: asyncio.Event, got: list[int]) -> Iterato
             click.echo("bulkmeet: stopping: finishing requests in flight (again to stop now)",
                        err=True)
 
+    _started.append(True)
+    before = signal.getsignal(signal.SIGTERM)
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -84,7 +138,9 @@ def signals(stop: asyncio.Event, hard: asyncio.Event, got: list[int]) -> Iterato
         yield
     finally:
         for sig in installed:
-            loop.remove_signal_handler(sig)
+            loop.remove_signal_handler(sig)  # leaves SIGTERM at its default: death by signal
+        if signal.SIGTERM in installed and before is not None:
+            signal.signal(signal.SIGTERM, before)
 
 
 def exit_code(stats: RunStats, signals: list[int]) -> int:
@@ -109,14 +165,38 @@ def _run_code(stats: RunStats, signals: list[int]) -> int:
     return EXIT_OK
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """`1 row`, `2 rows`, `0 rows`."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def errors_out_file(cfg: Config, input: str, results: str, path: str, code: int, *,
+                    sheet: str | None = None) -> int:
+    """Write --errors-out and say what it holds; a file that cannot be written is one line and
+    turns a clean exit code into 2. Returns the exit code."""
+    from ..fixfile import write_errors_file
+
+    try:
+        n = write_errors_file(cfg, input, results, path, sheet=sheet)
+    except OSError as exc:
+        click.echo(f"bulkmeet: error: cannot write the errors file {path}: {exc.strerror or exc}",
+                   err=True)
+        return code or EXIT_USAGE
+    if n:
+        click.echo(f"  {plural(n, 'row')} to fix written to {path}", err=True)
+    else:
+        click.echo(f"  no row to fix: {path} not written", err=True)
+    return code
+
+
 def summary_lines(stats: RunStats, out: str) -> list[str]:
     order = [s.value for s in Status if s in FINAL_STATUSES]
     counts = ", ".join(f"{stats.counts[s]} {s}" for s in order if stats.counts.get(s))
-    lines = [f"bulkmeet: {stats.rows_read} rows read in {stats.wall:.1f}s: "
+    lines = [f"bulkmeet: {plural(stats.rows_read, 'row')} read in {stats.wall:.1f}s: "
              f"{counts or 'nothing recorded'}"]
     if stats.skipped:
         lines.append(f"  {stats.skipped} skipped: already done in an earlier run, nothing sent")
-    lines.append(f"  {stats.requests} requests at {stats.achieved_rate:.2f}/s; "
+    lines.append(f"  {plural(stats.requests, 'request')} at {stats.achieved_rate:.2f}/s; "
                  f"{stats.rate_limited} answered 429; "
                  f"paused {stats.pauses} time(s) for {stats.paused_seconds:.1f}s")
     if stats.refused_before:
@@ -224,6 +304,8 @@ class RunOutputs:
                 self.report = RunReport(input, out)
             except BulkmeetError:
                 self.report = RunReport(input, out, fresh=True)
+        from ..pool import RunStats
+
         self.junit = None  # no rows were read: there is nothing to test
         self.write(RunStats(), exc.exit_code, error=str(exc))
 
@@ -233,27 +315,60 @@ def fail(exc: BulkmeetError) -> None:
     sys.exit(exc.exit_code)
 
 
+class Terminated(BaseException):
+    """SIGTERM outside a run's own handlers (start-up, preflight, after the summary)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _stop_message(sent: bool) -> str:
+    return "" if sent else ": nothing was sent"
+
+
 def guard(fn: Callable[[], int]) -> None:
+    """Run a command: a BulkmeetError is one line and its exit code; Ctrl-C or SIGTERM outside
+    a run's own handlers is one line and 130 or 143 (a run's handlers exit the same way)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _started.clear()
     try:
         code = fn()
     except BulkmeetError as exc:
         fail(exc)
-    else:
-        if any(t.name == READER_THREAD and t.is_alive() for t in threading.enumerate()):
-            # Stopped while the reader waits on a pipe that may never close (`tail -f | ...`).
-            # Every record is already on disk; a normal exit would wait on that read forever,
-            # or abort on the pipe's lock at interpreter shutdown.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        sys.exit(code)
+    except KeyboardInterrupt:
+        click.echo(f"bulkmeet: interrupted{_stop_message(bool(_started))}", err=True)
+        code = EXIT_SIGINT
+    except Terminated:
+        click.echo(f"bulkmeet: stopped by SIGTERM{_stop_message(bool(_started))}", err=True)
+        code = EXIT_SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    pool = sys.modules.get("bulkmeet.pool")  # no pool imported: no reader thread either
+    reader = getattr(pool, "READER_THREAD", None)
+    if reader and any(t.name == reader and t.is_alive() for t in threading.enumerate()):
+        # Stopped while the reader waits on a pipe that may never close (`tail -f | ...`).
+        # Every record is already on disk; a normal exit would wait on that read forever,
+        # or abort on the pipe's lock at interpreter shutdown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bulkmeet")
 def main() -> None:
-    """Turn spreadsheet rows (CSV, JSONL) into Gong meetings, one POST /v2/meetings per row.
+    """Turn spreadsheet rows (CSV, JSONL or XLSX) into Gong meetings, one POST /v2/meetings per
+    row.
 
     Credentials come from the environment only: GONG_ACCESS_KEY and GONG_ACCESS_KEY_SECRET, or
-    GONG_BEARER_TOKEN. GONG_BASE_URL overrides the API host.
+    GONG_BEARER_TOKEN. GONG_BASE_URL overrides the API host. Try anything first against the
+    built-in fake Gong server with --sandbox.
+
+    Shell completion (bash): eval "$(_BULKMEET_COMPLETE=bash_source bulkmeet)" in ~/.bashrc
+    (zsh_source, fish_source for the others).
     """

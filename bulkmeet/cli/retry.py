@@ -8,18 +8,23 @@ import click
 
 from ..config import Config
 from ..errors import UsageError
-from ..job import JobOptions, run_job
 from ..models import RawRow, Row, Status
 from ..results import read_results
 from .common import (
+    GONG_RATE,
+    errors_out_file,
     exit_code,
     guard,
     load_config,
     main,
     parse_rate,
+    require_file,
+    sandbox_limit,
+    sandbox_options,
     setup_logging,
     signals,
     summary_lines,
+    warn_fast_rate,
 )
 
 # Outcomes worth another try: the server failed, the wait was too long, or nothing was sent.
@@ -46,29 +51,36 @@ def _retryable(status: Status, http_status: int | None, request_id: str | None) 
 @click.option("--errors-out", help="Write the rows still failed or invalid here, in the input's "
               "format plus an `error` column (needs --input).")
 @click.option("--resend-uncertain", is_flag=True, help="Also send rows recorded uncertain.")
-@click.option("--sandbox", is_flag=True, help="Against the built-in fake Gong server.")
+@sandbox_options
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="warning", show_default=True)
 def retry(results: str, input_path: str | None, config_path: str | None, rate: str | None,
           ledger: str | None, errors_out: str | None, resend_uncertain: bool, sandbox: bool,
-          log_level: str) -> None:
+          sandbox_rate: float, log_level: str) -> None:
     """Send again the rows of RESULTS whose last outcome may pass now: 5xx, timeouts, 429 past
     the wait cap, not_sent and deferred. Rows fixed in the sheet (given with --input) are sent
     too; rows already created never are. New records are appended to RESULTS."""
     setup_logging(log_level)
 
     def go() -> int:
+        require_file(results, "results file")
+        if input_path is not None:
+            require_file(input_path)
         cfg = load_config(config_path, ledger=ledger, **parse_rate(rate))
         if errors_out and not input_path:
             raise UsageError("--errors-out needs --input (the rows are written in its format)")
+        warn_fast_rate(cfg, sandbox=sandbox)
         return asyncio.run(_retry(cfg, results, input_path, errors_out, resend_uncertain,
-                                  sandbox))
+                                  sandbox, sandbox_limit(sandbox_rate)))
 
     guard(go)
 
 
 async def _retry(cfg: Config, results: str, input_path: str | None, errors_out: str | None,
-                 resend_uncertain: bool, sandbox: bool) -> int:
+                 resend_uncertain: bool, sandbox: bool,
+                 sandbox_rate: float | None = GONG_RATE) -> int:
+    from ..job import JobOptions, run_job
+
     state = read_results(results)
     if not state.keys:
         raise UsageError(f"{results} holds no results to retry")
@@ -77,7 +89,7 @@ async def _retry(cfg: Config, results: str, input_path: str | None, errors_out: 
     if input_path is not None:
         # The corrected sheet through the resume rules: created rows are skipped, the rest sent.
         opts = JobOptions(input=input_path, out=results, resend_uncertain=resend_uncertain,
-                          sandbox=sandbox)
+                          sandbox=sandbox, sandbox_rate=sandbox_rate)
         with signals(stop, hard, got):
             stats = await run_job(cfg, opts, stop=stop, hard_stop=hard)
     else:
@@ -95,7 +107,7 @@ async def _retry(cfg: Config, results: str, input_path: str | None, errors_out: 
         # The recorded payloads stand in for the input: RawRow i is a handle on rows[i].
         raws = [RawRow(i, {}) for i in range(len(rows))]
         opts = JobOptions(input=results, out=results, resend_uncertain=resend_uncertain,
-                          sandbox=sandbox)
+                          sandbox=sandbox, sandbox_rate=sandbox_rate)
         with signals(stop, hard, got):
             stats = await run_job(cfg, opts, stop=stop, hard_stop=hard, raws=raws,
                                   mapper=lambda raw: rows[raw.line])
@@ -103,9 +115,7 @@ async def _retry(cfg: Config, results: str, input_path: str | None, errors_out: 
         click.echo(line, err=True)
     if stats.stopped_by is not None:
         click.echo(f"bulkmeet: error: {stats.stopped_by}", err=True)
+    code = exit_code(stats, got)
     if errors_out and input_path:
-        from ..fixfile import write_errors_file
-
-        n = write_errors_file(cfg, input_path, results, errors_out)
-        click.echo(f"  {n} rows to fix written to {errors_out}", err=True)
-    return exit_code(stats, got)
+        code = errors_out_file(cfg, input_path, results, errors_out, code)
+    return code

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
 
 from ..config import Config
+
+if TYPE_CHECKING:
+    from ..job import JobOptions
 from ..errors import BulkmeetError, UsageError
-from ..fixfile import write_errors_file
-from ..job import JobOptions, default_out, estimate, run_job, validate_options
 from .common import (
-    EXIT_USAGE,
     RunOutputs,
+    errors_out_file,
     exit_code,
     fail,
     guard,
     main,
     parse_rate,
+    require_file,
+    sandbox_limit,
+    sandbox_options,
     setup_logging,
     signals,
     summary_lines,
+    warn_fast_rate,
 )
 from .validate import echo_notes, input_config, mapping_options
 
@@ -31,7 +37,8 @@ from .validate import echo_notes, input_config, mapping_options
 @click.argument("input", metavar="INPUT")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--out", help="Results file (.jsonl, or .csv). Default: INPUT.results.jsonl beside "
-              "the input. An existing one is resumed.")
+              "the input (bulkmeet-results.jsonl in the working folder for stdin). An existing "
+              "one is resumed.")
 @click.option("--rate", help="Requests per second, or 'auto' to adapt to a shared quota "
               "(default 3).")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Workers sending at once (8).")
@@ -42,8 +49,7 @@ from .validate import echo_notes, input_config, mapping_options
 @click.option("--fresh", is_flag=True, help="Start the results file anew instead of resuming it.")
 @click.option("--resend-uncertain", is_flag=True, help="Send again rows whose earlier request "
               "may or may not have created a meeting.")
-@click.option("--sandbox", is_flag=True, help="Run against the built-in fake Gong server on a "
-              "free loopback port.")
+@sandbox_options
 @click.option("--insecure", is_flag=True, help="Allow a base URL that is plain http.")
 @click.option("--sheet", help="Worksheet name for .xlsx input (default: the first).")
 @click.option("--errors-out", help="After the run, write the rows that failed or are invalid "
@@ -64,7 +70,8 @@ from .validate import echo_notes, input_config, mapping_options
 @mapping_options
 def run(input: str, config_path: str | None, out: str | None, rate: str | None,
         concurrency: int | None, fmt: str | None, ledger: str | None, fresh: bool,
-        resend_uncertain: bool, sandbox: bool, insecure: bool, sheet: str | None,
+        resend_uncertain: bool, sandbox: bool, sandbox_rate: float, insecure: bool,
+        sheet: str | None,
         errors_out: str | None, log_level: str, preset: str | None = None,
         organizer: str | None = None, tz: str | None = None,
         log_format: str = "text", quiet: bool = False, status_interval: float | None = None,
@@ -78,15 +85,19 @@ def run(input: str, config_path: str | None, out: str | None, rate: str | None,
     outputs = RunOutputs(quiet=quiet, junit=junit, summary=summary_path,
                          step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None)
 
+    from ..job import JobOptions, default_out, validate_options
+
     def go() -> int:
+        require_file(input)
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
                                   concurrency=concurrency, format=fmt, ledger=ledger,
                                   status_interval=status_interval, **parse_rate(rate))
         if not quiet:
             echo_notes(notes)
+        warn_fast_rate(cfg, sandbox=sandbox)
         opts = JobOptions(input=input, out=out or default_out(input), fresh=fresh,
                           resend_uncertain=resend_uncertain, sandbox=sandbox, insecure=insecure,
-                          sheet=sheet)
+                          sheet=sheet, sandbox_rate=sandbox_limit(sandbox_rate))
         validate_options(opts)
         return asyncio.run(_run_async(cfg, opts, errors_out, outputs))
 
@@ -94,7 +105,8 @@ def run(input: str, config_path: str | None, out: str | None, rate: str | None,
         try:
             return go()
         except BulkmeetError as exc:  # stopped before it ran: CI still gets a summary
-            outputs.write_error(exc, input, out or default_out(input))
+            if out is not None or not os.path.isdir(input):  # a folder has no results beside
+                outputs.write_error(exc, input, out or default_out(input))
             raise
 
     guard(reported)
@@ -102,6 +114,11 @@ def run(input: str, config_path: str | None, out: str | None, rate: str | None,
 
 async def _run_async(cfg: Config, opts: JobOptions, errors_out: str | None = None,
                      outputs: RunOutputs | None = None) -> int:
+    from ..client import Credentials
+    from ..job import estimate, run_job
+
+    if not opts.sandbox:
+        Credentials.from_env()  # a missing credential is said before the preflight lines
     outputs = outputs or RunOutputs()
     stop, hard = asyncio.Event(), asyncio.Event()
     got: list[int] = []
@@ -123,25 +140,20 @@ async def _run_async(cfg: Config, opts: JobOptions, errors_out: str | None = Non
         click.echo(f"bulkmeet: error: {stats.stopped_by}", err=True)
     code = exit_code(stats, got)
     if errors_out:
-        try:
-            n = write_errors_file(cfg, opts.input, opts.out, errors_out, sheet=opts.sheet)
-        except OSError as exc:
-            click.echo(f"bulkmeet: error: cannot write the errors file {errors_out}: "
-                       f"{exc.strerror or exc}", err=True)
-            code = code or EXIT_USAGE
-        else:
-            click.echo(f"  {n} rows to fix written to {errors_out}", err=True)
+        code = errors_out_file(cfg, opts.input, opts.out, errors_out, code, sheet=opts.sheet)
     return outputs.write(stats, code)
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
-@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to listen on; 0 picks a free one.")
 @click.option("--rate", type=float, default=3.0, show_default=True,
               help="Calls per second before 429 (0 for no limit).")
 @click.option("--window", type=click.Choice(["fixed", "sliding", "bucket"]), default="sliding",
               show_default=True, help="How the rate is counted.")
-@click.option("--daily", type=int, help="Calls per day before 429.")
+@click.option("--daily", type=click.IntRange(min=0), default=10_000, show_default=True,
+              help="Calls per day before 429 (0 for no limit).")
 @click.option("--retry-after", type=click.Choice(["seconds", "date", "none"]), default="seconds",
               show_default=True, help="Form of the Retry-After header on 429.")
 @click.option("--fail-rate", type=float, default=0.0, show_default=True,
@@ -150,15 +162,23 @@ async def _run_async(cfg: Config, opts: JobOptions, errors_out: str | None = Non
               help="Fraction of connections dropped without an answer.")
 @click.option("--latency", type=float, default=0.0, show_default=True,
               help="Seconds added before each answer.")
-def sandbox(host: str, port: int, rate: float, window: str, daily: int | None,
+def sandbox(host: str, port: int, rate: float, window: str, daily: int,
             retry_after: str, fail_rate: float, drop_rate: float, latency: float) -> None:
-    """Serve a fake Gong meetings API on loopback, for trying bulkmeet without a Gong account."""
+    """Serve a fake Gong meetings API on loopback, for trying bulkmeet without a Gong account.
+
+    It limits like a default Gong company (3 calls/s in a sliding one-second window, 10,000 a
+    day); --rate 0 --daily 0 take the limits off for fast trials."""
     from ..sandbox import RetryAfterStyle, SandboxSettings, Window, serve
 
-    settings = SandboxSettings(rate=rate or None, window=cast(Window, window), daily=daily,
+    settings = SandboxSettings(rate=rate or None, window=cast(Window, window), daily=daily or None,
                                retry_after=cast(RetryAfterStyle, retry_after),
                                fail_rate=fail_rate, drop_rate=drop_rate, latency=latency)
     try:
         serve(settings, host=host, port=port)
     except ValueError as exc:
         fail(UsageError(str(exc)))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fail(UsageError(f"port {port} on {host} is already in use; choose another with "
+                            "--port, or --port 0 for any free one"))
+        fail(UsageError(f"cannot listen on {host} port {port}: {exc.strerror or exc}"))

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ..config import Config
-from ..errors import InputError, UsageError
-from ..job import default_out
-from ..pool import RunStats
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..pool import RunStats
 from ..sync import (
     DEFAULT_MAX_DELETES,
     UNDO_CONFIRM_OVER,
@@ -38,9 +43,14 @@ from .common import (
     log,
     main,
     parse_rate,
+    plural,
+    require_file,
+    sandbox_limit,
+    sandbox_options,
     setup_logging,
     signals,
     summary_lines,
+    warn_fast_rate,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -62,7 +72,7 @@ def _interactive() -> bool:
 def plan_head(plan: Plan) -> str:
     counts = plan.counts()
     parts = [f"{counts[k]} {label}" for k, label in _HEAD if counts[k]]
-    return f"plan: {plan.rows_read} rows read: {', '.join(parts) or 'nothing'}"
+    return f"plan: {plural(plan.rows_read, 'row')} read: {', '.join(parts) or 'nothing'}"
 
 
 def change_line(c: Change) -> str:
@@ -154,9 +164,18 @@ def _ledger_path(given: str | None, cfg: Config, command: str) -> str:
     return path
 
 
-def _check_input(path: str) -> None:
-    if path != "-" and not Path(path).exists():
-        raise InputError(f"input file {path} does not exist")
+@contextlib.contextmanager
+def _scratch_ledger(path: str | None, sandbox: bool) -> Iterator[str | None]:
+    """The ledger to write: `path`, or for a sandbox a throwaway copy of it (a real run must
+    never take a sandbox's meeting for one of its own)."""
+    if not sandbox or path is None:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="bulkmeet-sandbox-") as tmp:
+        copy = os.path.join(tmp, "ledger.jsonl")
+        if os.path.exists(path):
+            shutil.copyfile(path, copy)
+        yield copy
 
 
 # -- the commands -----------------------------------------------------------------------------
@@ -178,9 +197,9 @@ def plan(input: str, config_path: str | None, ledger: str | None, prune: bool,
     setup_logging(log_level)
 
     def go() -> int:
+        require_file(input)
         cfg = load_config(config_path, format=fmt)
         path = _ledger_path(ledger, cfg, "plan")
-        _check_input(input)
         the_plan = read_plan(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
                              sheet=sheet)
         for w in the_plan.warnings:
@@ -198,11 +217,11 @@ def plan(input: str, config_path: str | None, ledger: str | None, prune: bool,
           click.option("--out", help="Results file (.jsonl or .csv), appended to. Default: "
                        "INPUT.results.jsonl beside the input."),
           click.option("--fresh", is_flag=True, help="Start the results file anew."),
-          _rate, _concurrency, _format, _sheet, _insecure, _log_level)
+          _rate, _concurrency, _format, _sheet, sandbox_options, _insecure, _log_level)
 def sync(input: str, config_path: str | None, ledger: str | None, prune: bool, yes: bool,
          max_deletes: int, resend_uncertain: bool, out: str | None, fresh: bool,
          rate: str | None, concurrency: int | None, fmt: str | None, sheet: str | None,
-         insecure: bool, log_level: str) -> None:
+         sandbox: bool, sandbox_rate: float, insecure: bool, log_level: str) -> None:
     """Make Gong match INPUT: create new rows, update changed ones, and with --prune delete
     meetings whose rows are gone.
 
@@ -210,14 +229,16 @@ def sync(input: str, config_path: str | None, ledger: str | None, prune: bool, y
     retries and results file as `run`; the ledger records each change as it lands, so running
     the same command again after a stop resumes. Deletes (--prune, and replaces for a changed
     organizer) need a yes at the prompt or --yes, and more than --max-deletes of them stop the
-    sync before anything is sent.
+    sync before anything is sent. With --sandbox the ledger is only read: the sandbox's meetings
+    are gone when it stops, so they never enter it.
     """
     setup_logging(log_level)
 
     def go() -> int:
+        require_file(input)
         cfg = load_config(config_path, concurrency=concurrency, format=fmt, **parse_rate(rate))
         path = _ledger_path(ledger, cfg, "sync")
-        _check_input(input)
+        warn_fast_rate(cfg, sandbox=sandbox)
         the_plan = read_plan(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
                              sheet=sheet)
         for w in the_plan.warnings:
@@ -234,14 +255,19 @@ def sync(input: str, config_path: str | None, ledger: str | None, prune: bool, y
             if not click.confirm(f"Delete {len(deletes)} meeting(s) in Gong?", err=True):
                 click.echo("bulkmeet: nothing was sent", err=True)
                 return EXIT_ROWS
+        from ..job import default_out
+
         results = out or default_out(input)
 
-        async def go_async(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
-            return await run_sync(cfg, the_plan, out=results, ledger_path=path, fresh=fresh,
-                                  resend_uncertain=resend_uncertain, insecure=insecure,
-                                  stop=stop, hard_stop=hard)
+        with _scratch_ledger(path, sandbox) as kept:
+            async def go_async(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
+                return await run_sync(cfg, the_plan, out=results, ledger_path=kept or path,
+                                      fresh=fresh,
+                                      resend_uncertain=resend_uncertain, insecure=insecure,
+                                      stop=stop, hard_stop=hard, sandbox=sandbox,
+                                      sandbox_rate=sandbox_limit(sandbox_rate))
 
-        return asyncio.run(_carry_out(go_async, results))
+            return asyncio.run(_carry_out(go_async, results))
 
     guard(go)
 
@@ -252,21 +278,29 @@ def sync(input: str, config_path: str | None, ledger: str | None, prune: bool, y
           click.option("--dry-run", is_flag=True, help="Only show what would be deleted."),
           click.option("--out", help="The undo's own results file (default: RESULTS with .undo "
                        "before the suffix); running the same undo again resumes it."),
-          _rate, _concurrency, _insecure, _log_level)
+          _rate, _concurrency, sandbox_options, _insecure, _log_level)
 def undo(results: str, config_path: str | None, ledger: str | None, yes: bool, dry_run: bool,
-         out: str | None, rate: str | None, concurrency: int | None, insecure: bool,
-         log_level: str) -> None:
+         out: str | None, rate: str | None, concurrency: int | None, sandbox: bool,
+         sandbox_rate: float, insecure: bool, log_level: str) -> None:
     """Delete the meetings that the results file RESULTS records as created.
 
     A meeting already gone (404) counts as deleted. With more than 20 meetings to delete this is
     a dry run that lists them, unless --yes is given. With a ledger, the keys deleted are marked
-    so there, and a later sync creates them again if they are still in its input.
+    so there, and a later sync creates them again if they are still in its input. With
+    --sandbox the meetings are deleted in a sandbox that holds them; the ledger and the undo's
+    own results file (default RESULTS with .undo-sandbox) are not those of a real undo.
     """
     setup_logging(log_level)
 
     def go() -> int:
+        require_file(results, "results file")
         cfg = load_config(config_path, concurrency=concurrency, **parse_rate(rate))
+        warn_fast_rate(cfg, sandbox=sandbox)
         target = out or undo_out(results)
+        if sandbox and out is None:  # a fresh sandbox each time: its undo starts anew too
+            target = target.removesuffix(".undo" + Path(results).suffix) + ".undo-sandbox" + \
+                Path(results).suffix
+            Path(target).unlink(missing_ok=True)
         the_plan = plan_undo(results, out=target, ledger_path=ledger or cfg.ledger)
         for w in the_plan.warnings:
             log.warning(w)
@@ -280,11 +314,13 @@ def undo(results: str, config_path: str | None, ledger: str | None, yes: bool, d
             return EXIT_ROWS if the_plan.items else EXIT_OK
         click.echo(lines[0], err=True)
 
-        async def go_async(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
-            return await run_undo(cfg, the_plan, out=target, ledger_path=ledger or cfg.ledger,
-                                  insecure=insecure, stop=stop, hard_stop=hard)
+        with _scratch_ledger(ledger or cfg.ledger, sandbox) as kept:
+            async def go_async(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
+                return await run_undo(cfg, the_plan, out=target, ledger_path=kept,
+                                      insecure=insecure, stop=stop, hard_stop=hard,
+                                      sandbox=sandbox, sandbox_rate=sandbox_limit(sandbox_rate))
 
-        return asyncio.run(_carry_out(go_async, target))
+            return asyncio.run(_carry_out(go_async, target))
 
     guard(go)
 

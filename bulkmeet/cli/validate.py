@@ -8,21 +8,36 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import orjson
 
-from ..check import Organizer, Preflight, Triage, check_out_path, preflight
 from ..config import Config
-from ..errors import UsageError
+from ..triage import Triage
+
+if TYPE_CHECKING:
+    from ..check import Organizer, Preflight
 from ..mapping import Mapper
 from ..models import Status
 from ..presets import PRESETS
 from ..reader import read_rows
 from ..results import ResultsWriter
-from .common import EXIT_OK, EXIT_ROWS, guard, load_config, main, parse_rate, setup_logging
+from .common import (
+    EXIT_OK,
+    EXIT_ROWS,
+    guard,
+    load_config,
+    main,
+    parse_rate,
+    plural,
+    require_file,
+    sandbox_limit,
+    sandbox_options,
+    setup_logging,
+    warn_fast_rate,
+)
 
 # Exports whose times are the exporting computer's wall clock, with no zone in the file (Outlook
 # and Google read such CSVs back in the user's own zone, so bulkmeet does the same by default).
@@ -138,11 +153,6 @@ def _input_options(fn: F) -> F:
     return click.argument("input", metavar="INPUT")(fn)
 
 
-def _require(input: str) -> None:
-    if input != "-" and not Path(input).exists():
-        raise UsageError(f"input file {input} does not exist")
-
-
 def _lines(organizer: Organizer) -> str:
     shown = ", ".join(map(str, organizer.lines))
     more = ", …" if organizer.rows > len(organizer.lines) else ""
@@ -153,7 +163,7 @@ def _lines(organizer: Organizer) -> str:
 def _counts(counts: Mapping[str, int]) -> str:
     parts = [f"{counts.get(k, 0)} {k}" for k in ("valid", "invalid", "duplicate", "skipped")
              if counts.get(k) or k == "valid"]
-    return f"{counts.get('rows', 0)} rows read: " + ", ".join(parts)
+    return f"{plural(counts.get('rows', 0), 'row')} read: " + ", ".join(parts)
 
 
 # --- validate ----------------------------------------------------------------------------------
@@ -178,10 +188,12 @@ def validate(input: str, config_path: str | None, preset: str | None, organizer:
     setup_logging("warning")
 
     def go() -> int:
+        require_file(input)
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
                                   format=fmt)
-        _require(input)
         if out is not None:
+            from ..check import check_out_path
+
             check_out_path(out, input)
         mapper = Mapper.from_config(cfg)
         echo_notes(notes)
@@ -236,14 +248,13 @@ def validate(input: str, config_path: str | None, preset: str | None, organizer:
 @main.command()
 @_input_options
 @click.option("--rate", help="Requests per second (default 3).")
-@click.option("--sandbox", is_flag=True, help="Ask the built-in fake Gong server on a free "
-              "loopback port.")
+@sandbox_options
 @click.option("--insecure", is_flag=True, help="Allow a base URL that is plain http.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="warning", show_default=True)
 def check(input: str, config_path: str | None, preset: str | None, organizer: str | None,
           tz: str | None, fmt: str | None, sheet: str | None, rate: str | None, sandbox: bool,
-          insecure: bool, log_level: str) -> None:
+          sandbox_rate: float, insecure: bool, log_level: str) -> None:
     """Preflight INPUT against Gong before a run: the credentials work, and every organizer of
     its valid rows is a Gong user whose integration is valid.
 
@@ -255,12 +266,16 @@ def check(input: str, config_path: str | None, preset: str | None, organizer: st
     setup_logging(log_level)
 
     def go() -> int:
+        require_file(input)
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
                                   format=fmt, **parse_rate(rate))
-        _require(input)
         echo_notes(notes)
+        warn_fast_rate(cfg, sandbox=sandbox)
+        from ..check import preflight
+
         report = asyncio.run(preflight(cfg, input, sheet=sheet, sandbox=sandbox,
-                                       insecure=insecure))
+                                       insecure=insecure,
+                                       sandbox_rate=sandbox_limit(sandbox_rate)))
         _print_preflight(report)
         return EXIT_OK if report.ok else EXIT_ROWS
 
