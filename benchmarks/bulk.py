@@ -3,8 +3,8 @@
     python -m benchmarks.bulk INPUT.csv OUT.jsonl --url URL    # against a sandbox
     python -m benchmarks.bulk INPUT.csv OUT.jsonl --local      # HTTP replaced by a stand-in
 
-It assembles a run the way `job.run_job` does (reader, mapper, results journal, daily quota,
-gate, client, Pipeline) but with `make_gate(cfg, unlimited=True)`: no CLI flag turns pacing off,
+It assembles a run the way `runs.run_input` does (reader, planner, results journal, daily quota,
+gate, client, Engine) but with `make_gate(cfg, unlimited=True)`: no CLI flag turns pacing off,
 and the benchmark needs none. `--local` swaps only the HTTP client for one that answers at once,
 so a million rows take a minute and not an hour; everything else is the real path.
 Prints one JSON line: rows, seconds, cpu_seconds, requests, counts, rss_start_mb,
@@ -25,14 +25,15 @@ from typing import Any
 
 import orjson
 
-from bulkmeet.client import Created, Credentials, GongClient, Outcome
+from bulkmeet.client import Credentials, GongClient, Outcome, Succeeded
 from bulkmeet.config import Config
-from bulkmeet.job import make_gate
+from bulkmeet.engine import Engine, Journal
 from bulkmeet.mapping import Mapper
-from bulkmeet.pool import Pipeline
+from bulkmeet.planner import Planner
 from bulkmeet.quota import DailyQuota
 from bulkmeet.reader import read_rows
 from bulkmeet.results import ResultsWriter
+from bulkmeet.session import Session, make_gate
 from bulkmeet.triage import IN_MEMORY_KEYS, KeyIndex
 
 from .common import CREDENTIALS, peak_rss_mb, rss_mb, write_input
@@ -53,7 +54,7 @@ class LocalClient(GongClient):
 
     async def create_meeting(self, payload: Mapping[str, Any]) -> Outcome:
         await asyncio.sleep(0)  # a real call yields to the loop at least once
-        return Created(200, str(next(self._ids)), None, None)
+        return Succeeded(200, str(next(self._ids)), None, None)
 
 
 def index_mb(keys: int) -> float:
@@ -80,9 +81,10 @@ async def run_unlimited(cfg: Config, input_path: str, out: str, url: str | None,
     started, cpu = time.perf_counter(), time.process_time()
     try:
         async with client:
-            pipeline = Pipeline(cfg, mapper=mapper.map, client=client, gate=gate, writer=writer,
-                                quota=quota)
-            stats = await pipeline.run(raws)
+            engine = Engine(cfg, Session(cfg, client, gate, quota), Journal(writer))
+            planner = Planner(mapper)
+            stats = await engine.run(planner.plan(raws))
+            planner.close()
     finally:
         writer.close()
         quota.save()

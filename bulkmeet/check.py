@@ -19,16 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from .client import Credentials, GongClient, Lost, RateLimited, Rejected, Retryable, backoff_delay
+from .client import GongClient, Lost, Rejected, Retryable
 from .config import DEFAULT_RATE, Config
 from .errors import UsageError
 from .gate import Gate
-from .job import SANDBOX_CREDENTIALS, check_base_url, make_gate, sandbox_if
 from .mapping import Mapper
 from .models import RawRow, Status
-from .quota import DailyQuota, quota_for
+from .policy import Again, Finish, Pause, TooLong, next_step
+from .quota import DailyQuota
 from .reader import read_rows
 from .results import iter_entries
+from .session import Target, credentials_for, open_session
 from .triage import Triage, Verdict
 
 __all__ = [
@@ -201,25 +202,25 @@ async def ask_gong(
             if isinstance(answer, tuple):
                 _apply_answer(batch, answer[1])
                 break
-            if isinstance(answer, RateLimited):
-                wait = cfg.retry_after_default if answer.retry_after is None \
-                    else answer.retry_after
-                if wait > cfg.max_wait:
-                    report.error = (f"Gong's rate limit asks to wait {wait:.0f}s, more than "
-                                    f"max_wait ({cfg.max_wait:g}s)")
-                    break
-                gate.pause(wait)
+            if isinstance(answer, Lost):  # asking again is safe: a status check changes nothing
+                answer = Retryable(answer.http_status, answer.message, answer.request_id,
+                                   answer.kind)
+            step = next_step(answer, failures=failures, cfg=cfg, rand=rng.random())
+            if isinstance(step, Pause):
+                gate.pause(step.seconds)
                 continue
-            if isinstance(answer, Retryable | Lost):
+            if isinstance(step, Again):
                 failures += 1
-                if failures < cfg.max_attempts:
-                    await sleep(backoff_delay(failures, base=cfg.backoff_base,
-                                              cap=cfg.backoff_max, rand=rng.random()))
-                    continue
-                report.error = f"{answer.message} (tried {failures} times)"
+                await sleep(step.delay)
+                continue
+            if isinstance(step, TooLong):
+                report.error = (f"Gong's rate limit asks to wait {step.seconds:.0f}s, more than "
+                                f"max_wait ({cfg.max_wait:g}s)")
             elif isinstance(answer, Rejected):
                 report.error = f"Gong answered {answer.http_status}: " + "; ".join(answer.errors)
-            else:  # pragma: no cover - a 200 comes back as a tuple, never as Created
+            elif isinstance(step, Finish):
+                report.error = f"{step.errors[0]} (tried {failures + 1} times)"
+            else:  # pragma: no cover - a 200 comes back as a tuple, never as Succeeded
                 report.error = f"unexpected answer {answer!r}"
             break
         if report.error is not None:
@@ -239,21 +240,14 @@ async def preflight(
     sandbox_rate: float | None = DEFAULT_RATE,
 ) -> Preflight:
     """Read and map the input (no network), then ask Gong about its organizers."""
-    credentials = (Credentials.basic(*SANDBOX_CREDENTIALS) if sandbox
-                   else Credentials.from_env())
+    target = Target(sandbox=sandbox, sandbox_rate=sandbox_rate, insecure=insecure)
+    credentials = credentials_for(target)
     triage = Triage(mapper or Mapper.from_config(cfg))
     with read_rows(input_path, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
                    sheet=sheet) as raws:
         organizers = collect_organizers(raws, triage)
     report = Preflight(organizers, triage.counts)
-    async with sandbox_if(sandbox, cfg, rate=sandbox_rate) as cfg:
-        check_base_url(cfg.base_url, insecure=insecure)
-        quota = None if sandbox else quota_for(cfg)
-        async with GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
-                              connections=1) as client:
-            try:
-                await ask_gong(report, client, make_gate(cfg), cfg, quota=quota)
-            finally:
-                if quota is not None:
-                    quota.save()
+    async with open_session(cfg, target, credentials=credentials, connections=1) as session:
+        await ask_gong(report, session.client, session.gate, session.cfg,
+                       quota=None if sandbox else session.quota)
     return report

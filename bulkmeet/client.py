@@ -91,7 +91,9 @@ class Credentials:
 
 
 @value_class
-class Created:
+class Succeeded:
+    """Gong did what the request asked: created, updated or deleted the meeting."""
+
     http_status: int
     meeting_id: str
     meeting_url: str | None
@@ -138,7 +140,7 @@ class Lost:
     kind: str | None = None  # as for Retryable
 
 
-Outcome = Created | RateLimited | Retryable | Rejected | Lost
+Outcome = Succeeded | RateLimited | Retryable | Rejected | Lost
 
 # Transport failures, by cause. Before the request left (Retryable): refused (nothing listens),
 # dns (the host name does not resolve), tls (handshake or certificate), connect (any other
@@ -209,7 +211,7 @@ def classify(status: int, body: Any, headers: Mapping[str, str], *,
                         "so it is not sent again (check in Gong, then --resend-uncertain)",
                         request_id)
         url = body.get("meetingUrl")
-        return Created(status, meeting_id, url if isinstance(url, str) else None, request_id)
+        return Succeeded(status, meeting_id, url if isinstance(url, str) else None, request_id)
     if 300 <= status < 400:
         # Not followed: a client turns a redirected POST into a GET (301/302/303), and a POST
         # sent on to wherever the Location points is not a call to Gong.
@@ -402,7 +404,7 @@ class GongClient:
         if (update or delete) and 200 <= status < 300 and not too_long:
             rid, _ = _body_fields(body)
             mid = delete or (body.get("meetingId") if isinstance(body, dict) else None) or path
-            return Created(status, str(mid).rsplit("/", 1)[-1], None, rid)
+            return Succeeded(status, str(mid).rsplit("/", 1)[-1], None, rid)
         if status == 504 and method == "POST" and not update:
             # A gateway timeout may have reached Gong, which may have created the meeting.
             rid, _ = _body_fields(body)

@@ -1,8 +1,8 @@
 """What a run shows while it runs: a live bar on a terminal, a status line every N seconds
 elsewhere (CI logs), nothing with --quiet.
 
-Everything shown is read from the running Pipeline: `pipeline.stats` (RunStats) for counts and
-requests, `pipeline.gate` for a 429 pause and the rate. A `Snapshot` is computed from them on
+Everything shown is read from the running run: its `RunStats` for counts and
+requests, the session's `Gate` for a 429 pause and the rate. A `Snapshot` is computed from them on
 each tick; the two displays only differ in how they draw it. The bar is rich's (a well-kept
 library: cursor handling, terminal width, redirecting stderr above the bar), not escape codes.
 
@@ -29,10 +29,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from .config import DEFAULT_STATUS_INTERVAL
+from .engine import RunStats
 from .errors import BulkmeetError
 from .gate import Gate
 from .models import Status
-from .pool import Pipeline, RunStats
 from .reader import read_rows
 
 BAR_REFRESH = 0.25  # seconds between redraws of the bar: smooth enough for a 1 s countdown
@@ -166,7 +166,7 @@ def status_line(s: Snapshot) -> str:
 
 
 class Display:
-    """Draws snapshots of a pipeline every `interval` seconds until stopped. Subclasses draw."""
+    """Draws snapshots of a run every `interval` seconds until stopped. Subclasses draw."""
 
     interval = BAR_REFRESH
 
@@ -175,12 +175,14 @@ class Display:
         self._cancel = threading.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.total: int | None = None
-        self.pipeline: Pipeline | None = None
+        self.stats: RunStats | None = None
+        self.gate: Gate | None = None
         self.meter = RateMeter()
 
-    def start(self, pipeline: Pipeline) -> None:
-        """Begin drawing (on the running loop); `job.run_job(on_start=...)` calls this."""
-        self.pipeline = pipeline
+    def start(self, stats: RunStats, gate: Gate | None) -> None:
+        """Begin drawing (on the running loop) what `stats` and `gate` say as the run goes;
+        the run's `on_start` calls this."""
+        self.stats, self.gate = stats, gate
         self.open()
         self._tasks.append(asyncio.create_task(self._tick(), name="progress"))
         if self._counter is not None:
@@ -195,8 +197,8 @@ class Display:
             self.draw(self.snapshot())
 
     def snapshot(self) -> Snapshot:
-        assert self.pipeline is not None
-        return snapshot(self.pipeline.stats, self.pipeline.gate, self.total, self.meter)
+        assert self.stats is not None
+        return snapshot(self.stats, self.gate, self.total, self.meter)
 
     async def stop(self) -> None:
         """Stop drawing and clear the display; safe to call when never started."""
@@ -207,7 +209,7 @@ class Display:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        if self.pipeline is not None:
+        if self.stats is not None:
             self.close()
 
     def open(self) -> None:

@@ -5,7 +5,7 @@ The rows reported are the rows of this input that the run read, each in its fina
   the ones it held before the run: a resumed file also holds earlier runs' records);
 - or, for a row this run settled without a record (created, or rejected with the same payload,
   by an earlier run), that earlier run's record.
-Which rows the run read comes from a tap on the pipeline's mapper (`RunReport.attach`).
+Which rows the run read comes from the engine's row events (`RunReport.read`).
 
 JUnit, as Jenkins, GitLab and GitHub test reporters read it: one testcase per row named
 `line N: key`. created/updated/deleted pass; invalid, failed and duplicate are <failure>s;
@@ -30,9 +30,10 @@ from typing import Any
 import orjson
 
 from . import __version__
+from .engine import RowEvents, RunStats
 from .logs import env_secrets, redact
-from .models import FINAL_STATUSES, RawRow, Record, Row, Status
-from .pool import Pipeline, RunStats
+from .models import FINAL_STATUSES, Record, Status
+from .planner import Known, Send, Work
 from .results import iter_entries, now_iso
 
 EXIT_MEANINGS = {
@@ -79,32 +80,32 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
         return None
 
 
-class RunReport:
-    """Collects what the reports need from one run. Make it before the run starts."""
+class RunReport(RowEvents):
+    """Collects what the reports need from one run: make it before the run starts and
+    subscribe it to the run's row events."""
 
     def __init__(self, input: str, out: str, *, fresh: bool = False) -> None:
         self.input = input
         self.out = out
         self.started_at = now_iso()
         self.finished_at: str | None = None
-        self.pipeline: Pipeline | None = None
         self.rows: list[tuple[int, str]] = []
+        self._earlier: dict[tuple[int, str], Record | None] = {}  # rows settled before
         # Entries the results file holds before this run; everything after them is this run's.
         self._before = 0
         if not fresh and Path(out).exists():
             self._before = sum(1 for _ in iter_entries(out, []))
 
-    def attach(self, pipeline: Pipeline) -> None:
-        """Tap the pipeline's mapper to learn each row it reads (`run_job(on_start=...)`)."""
-        self.pipeline = pipeline
-        inner = pipeline.mapper
-
-        def mapper(raw: RawRow) -> Row:
-            row = inner(raw)
-            self.rows.append((row.line, row.key))
-            return row
-
-        pipeline.mapper = mapper
+    def read(self, work: Work) -> None:
+        """A row the run read; one an earlier run settled keeps that run's record."""
+        if isinstance(work, Known):
+            where = (work.line, work.key)
+            self._earlier[where] = work.earlier
+        elif isinstance(work, Send):
+            where = (work.row.line, work.row.key)
+        else:
+            where = (work.record.line, work.record.key)
+        self.rows.append(where)
 
     def results(self) -> list[RowResult]:
         """Every row read, in input order, with its final state."""
@@ -125,7 +126,6 @@ class RunReport:
                     mine[where] = Record.from_json(data)
                 except (KeyError, ValueError, TypeError):
                     continue
-        prior = self.pipeline.prior if self.pipeline is not None else None
         out = []
         for where in self.rows:
             rec = mine.get(where)
@@ -133,16 +133,14 @@ class RunReport:
                 secs = _seconds_between(first_sent.get(where), rec.finished_at)
                 out.append(RowResult(*where, rec, True, secs))
                 continue
-            ks = prior.keys.get(where[1]) if prior is not None else None
-            out.append(RowResult(*where, ks.last if ks is not None else None, False))
+            out.append(RowResult(*where, self._earlier.get(where), False))
         return out
 
     def summary(self, stats: RunStats, exit_code: int,
                 error: str | None = None) -> dict[str, Any]:
         """The JSON summary: counts by status, timings, rate, 429 pauses, quota, exit code."""
         self.finished_at = self.finished_at or now_iso()
-        quota = self.pipeline.quota if self.pipeline is not None else None
-        gate = self.pipeline.gate if self.pipeline is not None else None
+        quota = stats.quota
         counts = {s.value: stats.counts.get(s.value, 0) for s in Status if s in FINAL_STATUSES}
         if error is None and stats.auth_error is not None:
             error = str(stats.auth_error)
@@ -167,7 +165,7 @@ class RunReport:
             "wallSeconds": round(stats.wall, 3),
             "requests": stats.requests,
             "achievedRate": round(stats.achieved_rate, 3),
-            "finalRate": gate.rate if gate is not None else None,
+            "finalRate": stats.final_rate,
             "rateLimited": stats.rate_limited,
             "pauses": stats.pauses,
             "pausedSeconds": round(stats.paused_seconds, 3),

@@ -16,7 +16,7 @@ in Gong under an id nobody knows: it is `uncertain` and not sent again without r
 An invalid row keeps its meeting as it is: neither updated nor pruned. An invalid row whose key
 cannot be read could be any ledger key, so then no delete is made at all: they are `held`.
 
-`run_sync` sends the plan through the same Pipeline as `bulkmeet run` (gate, retries, results
+`run_sync` sends the plan through the same engine as `bulkmeet run` (gate, retries, results
 file, ledger): the deletes first (a replace needs its delete done before its create), then the
 creates and updates. The ledger records each change as it lands, so an interrupted sync resumes
 by planning again; its results file is a journal, not its resume state. `plan_undo` and
@@ -40,12 +40,13 @@ from .config import DEFAULT_RATE, Config
 from .errors import InputError, UsageError
 from .ledger import Ledger, LedgerEntry, read_ledger
 from .mapping import Mapper
-from .models import RawRow, Record, Row, Status, payload_digest
+from .models import Record, Row, Status, payload_digest
 from .reader import read_rows
 from .results import ResultsWriter, read_results
 
 if TYPE_CHECKING:
-    from .pool import Pipeline, RunStats
+    from .engine import Journal, RowEvents, RunStats
+    from .runs import OnStart
     from .sandbox import Sandbox
 
 log = logging.getLogger("bulkmeet")
@@ -298,8 +299,9 @@ class Phase:
 async def run_sync(cfg: Config, plan: Plan, *, out: str, ledger_path: str, fresh: bool = False,
                    resend_uncertain: bool = False, insecure: bool = False,
                    stop: asyncio.Event | None = None, hard_stop: asyncio.Event | None = None,
-                   on_start: Callable[[Pipeline], None] | None = None, sandbox: bool = False,
-                   sandbox_rate: float | None = DEFAULT_RATE) -> RunStats:
+                   on_start: OnStart | None = None, sandbox: bool = False,
+                   sandbox_rate: float | None = DEFAULT_RATE,
+                   listeners: Sequence[RowEvents] = ()) -> RunStats:
     """Carry a plan out. Checking deletes against a limit and a confirmation is the caller's."""
     deletes, changes = plan.phases()
     replaced = frozenset(c.key for c in plan.changes if c.kind is Kind.REPLACE)
@@ -308,82 +310,73 @@ async def run_sync(cfg: Config, plan: Plan, *, out: str, ledger_path: str, fresh
                          ledger_path=ledger_path, fresh=fresh, resend_uncertain=resend_uncertain,
                          insecure=insecure, rows_read=plan.rows_read,
                          unchanged=plan.count(Kind.UNCHANGED), stop=stop, hard_stop=hard_stop,
-                         on_start=on_start, sandbox=sandbox, sandbox_rate=sandbox_rate)
+                         on_start=on_start, sandbox=sandbox, sandbox_rate=sandbox_rate,
+                         listeners=listeners)
 
 
 async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record], *, out: str,
                   ledger_path: str | None, fresh: bool = False, resend_uncertain: bool = False,
                   insecure: bool = False, rows_read: int = 0, unchanged: int = 0,
                   stop: asyncio.Event | None = None, hard_stop: asyncio.Event | None = None,
-                  on_start: Callable[[Pipeline], None] | None = None, sandbox: bool = False,
-                  sandbox_rate: float | None = DEFAULT_RATE) -> RunStats:
-    """Record `notes`, then send each phase through its own Pipeline, one after the other, with
-    one gate, client, quota, results writer and ledger. A phase after a stop is not sent: its
-    rows get the stop's status. With `sandbox`, a built-in sandbox that already holds the
-    meetings the phases update or delete stands in for Gong."""
-    from .client import Credentials, GongClient  # aiohttp: only when sending
-    from .job import (
-        SANDBOX_CREDENTIALS,
-        check_base_url,
-        close_journals,
-        make_gate,
-        sandbox_if,
-        save_quota,
-    )
-    from .pool import Pipeline, RunStats
-    from .quota import quota_for
+                  on_start: OnStart | None = None, sandbox: bool = False,
+                  sandbox_rate: float | None = DEFAULT_RATE,
+                  listeners: Sequence[RowEvents] = ()) -> RunStats:
+    """Record `notes`, then send each phase through the engine, one after the other, in one
+    session (gate, client, quota) with one results file and ledger. A phase after a stop is not
+    sent: its rows get the stop's status. With `sandbox`, a built-in sandbox that already holds
+    the meetings the phases update or delete stands in for Gong."""
+    from .engine import Engine, Journal, RunStats
+    from .planner import Planner
+    from .runs import close_journals, open_ledger
+    from .session import Target, credentials_for, open_session
 
     stop = stop or asyncio.Event()
     total = RunStats(rows_read=rows_read, skipped=unchanged)
+    target = Target(sandbox=sandbox, sandbox_rate=sandbox_rate, insecure=insecure)
     sending = any(p.rows for p in phases)
-    credentials = None
-    if sending and sandbox:
-        credentials = Credentials.basic(*SANDBOX_CREDENTIALS)
-    elif sending:  # nothing to send needs no credentials
-        check_base_url(cfg.base_url, insecure=insecure)
-        credentials = Credentials.from_env()
-    ledger = Ledger.open(ledger_path) if ledger_path else None
-    if ledger is not None:
-        for w in ledger.warnings:
-            log.warning(w)
-    writer = ResultsWriter(out, fresh=fresh)
+    credentials = credentials_for(target) if sending else None  # nothing to send: none needed
+    ledger = open_ledger(ledger_path)
+    journal = Journal(ResultsWriter(out, fresh=fresh), ledger)
     parts: list[RunStats] = []
-    gate = make_gate(cfg)
+    gate = None
     try:
         for rec in notes:
-            writer.record(rec)
+            journal.final(rec, None, None)
             total.counts[rec.status.value] += 1
             if rec.status is Status.UNCERTAIN:
                 total.uncertain_lines.append(rec.line)
         if credentials is None:
             return total
-        async with sandbox_if(sandbox, cfg, rate=sandbox_rate,
-                              seed=_seeder([r for p in phases for r in p.rows])) as cfg, \
-                GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
-                           connections=cfg.concurrency) as client:
-            quota = quota_for(cfg, sandbox=sandbox)
-            try:
-                for phase in phases:
-                    if not phase.rows:
-                        continue
-                    if stop.is_set() or any(p.stop_reason for p in parts):
-                        _not_sent(phase.rows, writer, total, stop, parts)
-                        continue
-                    rows = _held_back(phase, ledger, writer, total)
-                    pipeline = Pipeline(cfg, mapper=_by_index(rows),
-                                        client=client, gate=gate, writer=writer,
-                                        ledger=ledger if phase.use_ledger else None, quota=quota,
-                                        resend_uncertain=resend_uncertain, stop=stop,
-                                        hard_stop=hard_stop)
-                    if on_start is not None:
-                        on_start(pipeline)
-                    # The rows are planned already: the mapper hands row i back for "line" i.
-                    parts.append(await pipeline.run([RawRow(i, None) for i in range(len(rows))]))
-            finally:
-                save_quota(quota, total)
+        seed = _seeder([r for p in phases for r in p.rows])
+        async with open_session(cfg, target, credentials=credentials, seed=seed) as session:
+            gate = session.gate
+            for phase in phases:
+                if not phase.rows:
+                    continue
+                if stop.is_set() or any(p.stop_reason for p in parts):
+                    _not_sent(phase.rows, journal, total, stop, parts)
+                    continue
+                rows = _held_back(phase, ledger, journal, total)
+                engine = Engine(session.cfg, session,
+                                journal if phase.use_ledger else Journal(journal.writer),
+                                listeners=listeners, resend_uncertain=resend_uncertain,
+                                stop=stop, hard_stop=hard_stop)
+                if on_start is not None:
+                    on_start(engine.stats, session)
+                planner = Planner(ledger=ledger.entries if ledger and phase.use_ledger else None,
+                                  resend_uncertain=resend_uncertain)
+                try:
+                    parts.append(await engine.run(planner.plan_rows(rows)))
+                finally:
+                    planner.close()
+        total.output_errors.extend(session.output_errors)
     finally:
-        close_journals(writer, ledger, total)
-        _merge(total, parts, gate.pauses, gate.paused_seconds)
+        for part in parts:
+            total.add(part)
+        if gate is not None:
+            total.pauses, total.paused_seconds = gate.pauses, gate.paused_seconds
+        close_journals(journal, total)
+        total.finished = time.monotonic()
     return total
 
 
@@ -401,29 +394,23 @@ def _seeder(rows: Sequence[Row]) -> Callable[[Sandbox], None]:
     return seed
 
 
-def _held_back(phase: Phase, ledger: Ledger | None, writer: ResultsWriter,
+def _held_back(phase: Phase, ledger: Ledger | None, journal: Journal,
                total: RunStats) -> list[Row]:
     """The phase's rows less the replaces whose delete did not land, which are recorded."""
     rows = []
     for row in phase.rows:
         entry = ledger.get(row.key) if ledger is not None else None
         if row.key in phase.after_delete and (entry is None or not entry.deleted):
-            writer.record(Record(row.line, row.key, Status.NOT_SENT, errors=(
-                "not created: the meeting it replaces was not deleted (see the record before)",)))
+            journal.final(Record(row.line, row.key, Status.NOT_SENT, errors=(
+                "not created: the meeting it replaces was not deleted (see the record before)",)),
+                None, None)
             total.counts[Status.NOT_SENT.value] += 1
         else:
             rows.append(row)
     return rows
 
 
-def _by_index(rows: list[Row]) -> Callable[[RawRow], Row]:
-    def mapper(raw: RawRow) -> Row:
-        return rows[raw.line]
-
-    return mapper
-
-
-def _not_sent(rows: list[Row], writer: ResultsWriter, total: RunStats, stop: asyncio.Event,
+def _not_sent(rows: list[Row], journal: Journal, total: RunStats, stop: asyncio.Event,
               parts: list[RunStats]) -> None:
     if stop.is_set() or not parts:
         status, reason = Status.NOT_SENT, "not sent: the run was interrupted"
@@ -432,33 +419,9 @@ def _not_sent(rows: list[Row], writer: ResultsWriter, total: RunStats, stop: asy
         last = parts[-1]
         status, reason = last.exit_status or Status.NOT_SENT, last.stop_reason or "stopped"
     for row in rows:
-        writer.record(Record(row.line, row.key, status, meeting_id=row.meeting_id,
-                             errors=(reason,)))
+        journal.final(Record(row.line, row.key, status, meeting_id=row.meeting_id,
+                             errors=(reason,)), None, None)
         total.counts[status.value] += 1
-
-
-def _merge(total: RunStats, parts: list[RunStats], pauses: int, paused: float) -> None:
-    for s in parts:
-        total.requests += s.requests
-        total.rate_limited += s.rate_limited
-        total.counts.update(s.counts)
-        total.skipped += s.skipped
-        total.uncertain_before += s.uncertain_before
-        total.uncertain_lines.extend(s.uncertain_lines)
-        total.stop_reason = total.stop_reason or s.stop_reason
-        total.exit_status = total.exit_status or s.exit_status
-        total.auth_error = total.auth_error or s.auth_error
-        total.stopped_by = total.stopped_by or s.stopped_by
-        total.unrecorded += s.unrecorded
-        total.output_errors.extend(s.output_errors)
-        total.interrupted = total.interrupted or s.interrupted
-        total.unread = total.unread or s.unread
-        if s.first_request is not None:
-            total.first_request = min(total.first_request or s.first_request, s.first_request)
-        if s.last_request is not None:
-            total.last_request = max(total.last_request or s.last_request, s.last_request)
-    total.pauses, total.paused_seconds = pauses, paused
-    total.finished = time.monotonic()
 
 
 # -- undo ------------------------------------------------------------------------------------

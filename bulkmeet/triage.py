@@ -112,7 +112,10 @@ class FirstLines:
             memory = self._memory
             if memory._count < self._limit:  # not len(): that is a Python call a row
                 return memory.add(key, line)
-            self._disk = sqlite3.connect("", isolation_level=None)  # "": deleted on close
+            # check_same_thread off: a pipe's rows are planned in the reader thread, and the
+            # run closes the index from the loop's.
+            self._disk = sqlite3.connect("", isolation_level=None,  # "": deleted on close
+                                         check_same_thread=False)
             self._disk.execute("PRAGMA journal_mode=OFF")
             self._disk.execute("CREATE TABLE seen (h INTEGER PRIMARY KEY, line INTEGER)")
         first = self._memory.get(key)
@@ -165,6 +168,10 @@ class Triage:
     def __call__(self, raw: RawRow) -> Verdict:
         row = self._map(raw)
         warnings = tuple(self._warnings()) if self._warnings is not None else ()
+        return self.sort(row, warnings)
+
+    def sort(self, row: Row, warnings: tuple[str, ...] = ()) -> Verdict:
+        """Sort a row already mapped (the rows `retry` and `sync` plan are)."""
         self.counts["rows"] += 1
         record: Record | None = None
         first = None

@@ -12,13 +12,13 @@ import pytest
 from aiohttp import web
 
 from bulkmeet.client import (
-    Created,
     Credentials,
     GongClient,
     Lost,
     RateLimited,
     Rejected,
     Retryable,
+    Succeeded,
     classify,
     parse_retry_after,
 )
@@ -56,7 +56,7 @@ def test_retry_after_as_seconds_or_http_date(value: str | None, seconds: float |
 def test_classify_maps_each_status_to_its_outcome() -> None:
     """200 created, 429 rate limited (x-retry-after as a fallback), 5xx retryable, other 4xx
     final, 401/403 stop the run."""
-    assert isinstance(classify(200, {"meetingId": "12", "requestId": "r"}, {}), Created)
+    assert isinstance(classify(200, {"meetingId": "12", "requestId": "r"}, {}), Succeeded)
     lost = classify(200, {"requestId": "r"}, {})
     assert isinstance(lost, Lost) and lost.http_status == 200 and lost.request_id == "r"
     assert "no meetingId" in lost.message and "may exist" in lost.message

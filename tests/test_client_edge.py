@@ -1,7 +1,7 @@
 """The client edge against loopback servers that answer the way Gong never should: Retry-After 0
 or "²", redirects, 201/204, a 404 from a wrong endpoint, credentials echoed in a 200, huge bodies,
 refused connections. Every server is a small aiohttp app on a real loopback port, run in a thread
-so the same server serves run_job (asyncio.run) and the CLI (CliRunner)."""
+so the same server serves run_input (asyncio.run) and the CLI (CliRunner)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from click.testing import CliRunner
 from bulkmeet.cli import main
 from bulkmeet.client import Credentials, GongClient, Lost, Retryable
 from bulkmeet.config import Config
-from bulkmeet.job import JobOptions, run_job
-from bulkmeet.pool import RunStats
+from bulkmeet.engine import RunStats
+from bulkmeet.runs import RunOptions, run_input
 
 from .helpers import CREDS, finals, meeting_row, write_csv
 
@@ -98,7 +98,7 @@ def run_rows(tmp_path: Path, url: str, n: int = 3, cfg: Config = FAST,
     if not src.exists():
         write_csv(src, [meeting_row(i) for i in range(n)])
     out = out or tmp_path / "out.jsonl"
-    stats = asyncio.run(run_job(cfg.replace(base_url=url), JobOptions(input=str(src),
+    stats = asyncio.run(run_input(cfg.replace(base_url=url), RunOptions(input=str(src),
                                                                      out=str(out))))
     return stats, out
 

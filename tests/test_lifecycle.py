@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bulkmeet.pool import BREAKER_429_PAUSES, BREAKER_429_SECONDS, BREAKER_TRANSPORT
+from bulkmeet.policy import BREAKER_429_PAUSES, BREAKER_429_SECONDS, BREAKER_TRANSPORT
 from bulkmeet.sandbox import SandboxSettings, SandboxThread
 
 from .helpers import CREDS, entries, finals, last_by_key, meeting_row, write_csv

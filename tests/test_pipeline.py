@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from bulkmeet.config import Config
-from bulkmeet.job import JobOptions, run_job
+from bulkmeet.engine import RunStats
 from bulkmeet.models import Record, Row, Status
-from bulkmeet.pool import RunStats
 from bulkmeet.results import ResultsWriter, read_results
+from bulkmeet.runs import RunOptions, run_input
 from bulkmeet.sandbox import Sandbox, SandboxSettings, start_sandbox
 
 from .helpers import CREDS, entries, finals, last_by_key, meeting_row, new_meeting_schema, write_csv
@@ -31,14 +31,14 @@ def _creds(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(k, v)
 
 
-def run_against(settings: SandboxSettings, cfg: Config, opts: JobOptions,
+def run_against(settings: SandboxSettings, cfg: Config, opts: RunOptions,
                 sandbox: list[Sandbox] | None = None) -> tuple[RunStats, Sandbox]:
     """Start a sandbox, point the run at it, run, close; returns stats and the sandbox."""
 
     async def go() -> tuple[RunStats, Sandbox]:
         sb = await start_sandbox(settings)
         try:
-            stats = await run_job(cfg.replace(base_url=sb.url), opts)
+            stats = await run_input(cfg.replace(base_url=sb.url), opts)
         finally:
             await sb.close()
         return stats, sb
@@ -53,7 +53,7 @@ def test_every_row_gets_one_final_record_and_creations_match(tmp_path: Path) -> 
     src = write_csv(tmp_path / "in.csv", rows)
     out = tmp_path / "out.jsonl"
     stats, sb = run_against(SandboxSettings(rate=None), FAST,
-                            JobOptions(input=str(src), out=str(out)))
+                            RunOptions(input=str(src), out=str(out)))
     recs = finals(out)
     assert sorted(r["line"] for r in recs) == list(range(2, 32))
     by_status = Counter(r["status"] for r in recs)
@@ -81,7 +81,7 @@ def test_faults_429_500_and_drops_still_give_one_record_per_row(tmp_path: Path) 
     settings = SandboxSettings(rate=40, window="fixed", retry_after_fixed=1, fail_rate=0.15,
                                drop_rate=0.05, seed=7)
     stats, sb = run_against(settings, FAST.replace(max_attempts=8),
-                            JobOptions(input=str(src), out=str(out)))
+                            RunOptions(input=str(src), out=str(out)))
     recs = finals(out)
     assert len(recs) == 60 and len({r["line"] for r in recs}) == 60
     created = [r for r in recs if r["status"] == "created"]
@@ -104,7 +104,7 @@ def test_a_429_pauses_and_the_row_is_sent_again_without_counting_a_failure(
     src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(12)])
     out = tmp_path / "out.jsonl"
     stats, sb = run_against(SandboxSettings(rate=5, window="fixed", retry_after_fixed=1),
-                            FAST.replace(max_attempts=1), JobOptions(input=str(src), out=str(out)))
+                            FAST.replace(max_attempts=1), RunOptions(input=str(src), out=str(out)))
     assert sb.state.rate_limited > 0
     assert Counter(r["status"] for r in finals(out)) == {"created": 12}
     assert stats.pauses >= 1 and stats.rate_limited == sb.state.rate_limited
@@ -117,7 +117,7 @@ def test_401_stops_at_once_and_records_the_rest_not_sent(tmp_path: Path) -> None
     out = tmp_path / "out.jsonl"
     settings = SandboxSettings(rate=None, credentials=("other", "creds"))
     stats, sb = run_against(settings, FAST.replace(concurrency=4),
-                            JobOptions(input=str(src), out=str(out)))
+                            RunOptions(input=str(src), out=str(out)))
     recs = finals(out)
     assert len(recs) == 40
     assert stats.auth_error is not None and stats.auth_error.http_status == 401
@@ -132,7 +132,7 @@ def test_resuming_a_finished_run_sends_nothing(tmp_path: Path) -> None:
     """The same command again on a finished results file: zero requests, every row skipped."""
     src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(10)])
     out = tmp_path / "out.jsonl"
-    opts = JobOptions(input=str(src), out=str(out))
+    opts = RunOptions(input=str(src), out=str(out))
     run_against(SandboxSettings(rate=None), FAST, opts)
     before = len(entries(out))
     stats, sb = run_against(SandboxSettings(rate=None), FAST, opts)
@@ -148,9 +148,9 @@ def test_resume_sends_only_rows_without_a_created_record(tmp_path: Path) -> None
     out = tmp_path / "out.jsonl"
     first = tmp_path / "first.csv"
     write_csv(first, [meeting_row(i) for i in range(4)])
-    run_against(SandboxSettings(rate=None), FAST, JobOptions(input=str(first), out=str(out)))
+    run_against(SandboxSettings(rate=None), FAST, RunOptions(input=str(first), out=str(out)))
     stats, sb = run_against(SandboxSettings(rate=None), FAST,
-                            JobOptions(input=str(src), out=str(out)))
+                            RunOptions(input=str(src), out=str(out)))
     assert stats.skipped == 4
     assert sorted(sb.state.created_by_external_id) == [f"ext-{i}" for i in range(4, 10)]
     assert {k: v["status"] for k, v in last_by_key(out).items()} == {
@@ -165,16 +165,16 @@ def test_a_dangling_sending_entry_becomes_uncertain_and_is_not_sent(tmp_path: Pa
     out.write_bytes(orjson.dumps({"line": 3, "key": "ext-1", "status": "sending", "attempts": 1})
                     + b"\n")
     stats, sb = run_against(SandboxSettings(rate=None), FAST,
-                            JobOptions(input=str(src), out=str(out)))
+                            RunOptions(input=str(src), out=str(out)))
     assert sorted(sb.state.created_by_external_id) == ["ext-0", "ext-2"]
     assert last_by_key(out)["ext-1"]["status"] == "uncertain"
     assert stats.uncertain_lines == [3]
     # A second resume neither sends it nor records it again.
     stats, sb = run_against(SandboxSettings(rate=None), FAST,
-                            JobOptions(input=str(src), out=str(out)))
+                            RunOptions(input=str(src), out=str(out)))
     assert sb.state.requests == 0 and stats.uncertain_before == 1
     stats, sb = run_against(SandboxSettings(rate=None), FAST,
-                            JobOptions(input=str(src), out=str(out), resend_uncertain=True))
+                            RunOptions(input=str(src), out=str(out), resend_uncertain=True))
     assert list(sb.state.created_by_external_id) == ["ext-1"]
 
 
@@ -183,11 +183,11 @@ def test_a_torn_last_line_is_tolerated_with_a_warning(tmp_path: Path,
     """A results file whose last line was cut mid-write resumes; the torn line is ignored."""
     src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(3)])
     out = tmp_path / "out.jsonl"
-    run_against(SandboxSettings(rate=None), FAST, JobOptions(input=str(src), out=str(out)))
+    run_against(SandboxSettings(rate=None), FAST, RunOptions(input=str(src), out=str(out)))
     data = out.read_bytes()
     out.write_bytes(data[:-40])  # cut the last record
     stats, sb = run_against(SandboxSettings(rate=None), FAST,
-                            JobOptions(input=str(src), out=str(out)))
+                            RunOptions(input=str(src), out=str(out)))
     assert any("incomplete" in r.getMessage() for r in caplog.records)
     # The cut record was the last row's `created`: its `sending` remains, so the row is
     # uncertain (Gong has it, but its meetingId was lost with the line) and is not sent again.
@@ -200,7 +200,7 @@ def test_duplicate_keys_in_one_input_are_sent_once(tmp_path: Path) -> None:
     rows = [meeting_row(0), meeting_row(1), meeting_row(2, ext="ext-0")]
     src = write_csv(tmp_path / "in.csv", rows)
     out = tmp_path / "out.jsonl"
-    _, sb = run_against(SandboxSettings(rate=None), FAST, JobOptions(input=str(src), out=str(out)))
+    _, sb = run_against(SandboxSettings(rate=None), FAST, RunOptions(input=str(src), out=str(out)))
     recs = {r["line"]: r for r in finals(out)}
     assert recs[4]["status"] == "duplicate" and "line 2" in recs[4]["errors"][0]
     assert sb.state.creates == 2
@@ -217,7 +217,7 @@ def test_ledger_across_runs_with_overlapping_inputs_creates_each_key_once(
     created: Counter[str] = Counter()
     for night, out in ((night1, "r1.jsonl"), (night2, "r2.jsonl")):
         _, sb = run_against(SandboxSettings(rate=None), cfg,
-                            JobOptions(input=str(night), out=str(tmp_path / out)))
+                            RunOptions(input=str(night), out=str(tmp_path / out)))
         created.update(sb.state.created_by_external_id)
     assert created == {f"ext-{i}": 1 for i in range(12)}
     r2 = last_by_key(tmp_path / "r2.jsonl")
@@ -231,17 +231,17 @@ def test_daily_budget_defers_the_rest_and_the_next_day_continues(tmp_path: Path)
     out = tmp_path / "out.jsonl"
     quota = tmp_path / "quota.json"
     cfg = FAST.replace(daily_budget=4, quota_file=str(quota), concurrency=1)
-    stats, sb = run_against(SandboxSettings(rate=None), cfg, JobOptions(input=str(src),
+    stats, sb = run_against(SandboxSettings(rate=None), cfg, RunOptions(input=str(src),
                                                                         out=str(out)))
     assert stats.exit_status is Status.DEFERRED
     assert Counter(r["status"] for r in finals(out)) == {"created": 4, "deferred": 3}
-    stats, sb = run_against(SandboxSettings(rate=None), cfg, JobOptions(input=str(src),
+    stats, sb = run_against(SandboxSettings(rate=None), cfg, RunOptions(input=str(src),
                                                                         out=str(out)))
     assert sb.state.requests == 0 and stats.exit_status is Status.DEFERRED
     state: dict[str, Any] = orjson.loads(quota.read_bytes())
     state["day"] = "2000-01-01"  # the reset has passed
     quota.write_bytes(orjson.dumps(state))
-    stats, sb = run_against(SandboxSettings(rate=None), cfg, JobOptions(input=str(src),
+    stats, sb = run_against(SandboxSettings(rate=None), cfg, RunOptions(input=str(src),
                                                                         out=str(out)))
     assert sb.state.creates == 3 and stats.exit_status is None
 
@@ -252,7 +252,7 @@ def test_retry_after_beyond_max_wait_defers_instead_of_sleeping(tmp_path: Path) 
     out = tmp_path / "out.jsonl"
     settings = SandboxSettings(rate=2, window="fixed", retry_after_fixed=3600)
     stats, sb = run_against(settings, FAST.replace(max_wait=60.0, concurrency=1),
-                            JobOptions(input=str(src), out=str(out)))
+                            RunOptions(input=str(src), out=str(out)))
     assert stats.exit_status is Status.DEFERRED
     counts = Counter(r["status"] for r in finals(out))
     assert counts["created"] == 2 and counts["deferred"] == 4
@@ -267,7 +267,7 @@ def test_a_key_whose_last_record_is_updated_is_never_created_again(tmp_path: Pat
     lines = [{"line": 2, "key": "ext-0", "status": "created", "meetingId": "11"},
              {"line": 2, "key": "ext-0", "status": "updated", "meetingId": "11"}]
     out.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
-    _, sb = run_against(SandboxSettings(rate=None), FAST, JobOptions(input=str(src),
+    _, sb = run_against(SandboxSettings(rate=None), FAST, RunOptions(input=str(src),
                                                                      out=str(out)))
     assert list(sb.state.created_by_external_id) == ["ext-1"]
 
@@ -280,7 +280,7 @@ def test_a_sending_settled_by_answered_is_sent_again_not_uncertain(tmp_path: Pat
     lines = [{"line": 2, "key": "ext-0", "status": "sending", "attempts": 1},
              {"line": 2, "key": "ext-0", "status": "answered", "httpStatus": 429}]
     out.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
-    _, sb = run_against(SandboxSettings(rate=None), FAST, JobOptions(input=str(src),
+    _, sb = run_against(SandboxSettings(rate=None), FAST, RunOptions(input=str(src),
                                                                      out=str(out)))
     assert list(sb.state.created_by_external_id) == ["ext-0"]
 
@@ -293,7 +293,7 @@ def test_429_and_500_answers_are_journalled_as_answered(tmp_path: Path) -> None:
     settings = SandboxSettings(rate=3, window="fixed", retry_after_fixed=1, fail_rate=0.3,
                                seed=3)
     _, sb = run_against(settings, FAST.replace(max_attempts=10),
-                        JobOptions(input=str(src), out=str(out)))
+                        RunOptions(input=str(src), out=str(out)))
     journal = entries(out)
     answered = [e for e in journal if e["status"] == "answered"]
     assert len(answered) == sb.state.by_status[429] + sb.state.by_status[500] > 0
@@ -311,7 +311,7 @@ def test_a_torn_csv_results_file_is_cut_back_and_read_whole_on_resume(tmp_path: 
     appends after it, and a third run reads every record (nothing sent twice)."""
     src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(4)])
     out = tmp_path / "out.csv"
-    opts = JobOptions(input=str(src), out=str(out))
+    opts = RunOptions(input=str(src), out=str(out))
     run_against(SandboxSettings(rate=None), FAST, opts)
     data = out.read_bytes()
     cut = data.rindex(b'"{') + 10  # inside the last quoted payload JSON

@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from bulkmeet.cli import main
+from bulkmeet.engine import RunStats
 from bulkmeet.gate import Gate
-from bulkmeet.pool import RunStats
 from bulkmeet.progress import (
     Display,
     LiveBar,
@@ -172,19 +172,15 @@ def test_live_bar_draws_counts_and_the_429_countdown() -> None:
     assert "\x1b[?25l" in text and "\x1b[?25h" in text  # cursor hidden, then shown again
 
 
-def test_display_start_and_stop_on_a_pipeline_like_object() -> None:
-    """Started from run_job's on_start, the display ticks on the loop, learns the total from
+def test_display_start_and_stop_on_a_run() -> None:
+    """Started from the run's on_start, the display ticks on the loop, learns the total from
     the counter thread, and stop() ends both tasks."""
-
-    class P:
-        stats = stats_with(created=1)
-        gate = None
 
     out = io.StringIO()
     lines = StatusLines(out, interval=0.01, counter=lambda cancel: 7)
 
     async def go() -> None:
-        lines.start(P())  # type: ignore[arg-type]
+        lines.start(stats_with(created=1), None)
         await asyncio.sleep(0.1)
         await lines.stop()
 

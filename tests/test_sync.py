@@ -19,9 +19,9 @@ from click.testing import CliRunner, Result
 
 from bulkmeet.cli import main
 from bulkmeet.config import Config
+from bulkmeet.engine import RowEvents
 from bulkmeet.ledger import Ledger, LedgerEntry, read_ledger
 from bulkmeet.models import Record, Row, Status, payload_digest
-from bulkmeet.pool import Pipeline
 from bulkmeet.sandbox import SandboxSettings, SandboxThread, start_sandbox
 from bulkmeet.sync import Kind, describe_changes, make_plan, read_plan, run_sync
 
@@ -279,24 +279,18 @@ def test_an_interrupted_sync_resumes_without_doing_a_change_twice(
             stop = asyncio.Event()
             landed: list[str] = []
 
-            def spy(pipeline: Pipeline) -> None:
-                """Set the stop as the K-th change is recorded (the writer is shared)."""
-                record = pipeline.writer.record
-                if getattr(record, "spy", False):
-                    return
+            class Spy(RowEvents):
+                """Set the stop as the K-th change is recorded."""
 
-                def counting(rec: Record, payload: dict[str, Any] | None = None) -> None:
-                    record(rec, payload)
+                def final(self, rec: Record, row: Row | None,
+                          payload: dict[str, Any] | None) -> None:
                     if rec.status in (Status.CREATED, Status.UPDATED, Status.DELETED):
                         landed.append(rec.key)
                         if len(landed) == stop_after:
                             stop.set()
 
-                counting.spy = True  # type: ignore[attr-defined]
-                pipeline.writer.record = counting  # type: ignore[method-assign,assignment]
-
             stats = await run_sync(cfg, plan, out=out, ledger_path=ledger, stop=stop,
-                                   on_start=spy)
+                                   listeners=[Spy()])
             assert stats.interrupted and len(landed) == stop_after
             assert stats.counts["not_sent"] == 7 - stop_after
             rest = read_plan(cfg, src2, ledger, prune=True)

@@ -21,7 +21,8 @@ from ..errors import BulkmeetError, InputError
 from ..models import FINAL_STATUSES, Status
 
 if TYPE_CHECKING:
-    from ..pool import RunStats
+    from ..engine import RowEvents, RunStats
+    from ..session import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -98,7 +99,7 @@ def sandbox_limit(rate: float) -> float | None:
 
 def warn_fast_rate(cfg: Config, *, sandbox: bool) -> None:
     """A rate above Gong's default limit, aimed at a real Gong host: say what will happen."""
-    from ..job import is_loopback_url
+    from ..session import is_loopback_url
 
     if sandbox or cfg.rate_auto or cfg.rate <= GONG_RATE or is_loopback_url(cfg.base_url):
         return
@@ -237,7 +238,7 @@ class RunOutputs:
 
     def begin(self, cfg: Config, input: str, out: str, *, fresh: bool,
               sheet: str | None = None) -> None:
-        """Before run_job: note what the results file holds, choose the display."""
+        """Before the run: note what the results file holds, choose the display."""
 
         from ..progress import count_rows, make_display
         from ..report import RunReport
@@ -251,12 +252,14 @@ class RunOutputs:
         if self.junit or self.summary or self.step_summary:
             self.report = RunReport(input, out, fresh=fresh)
 
-    def on_start(self, pipeline: Any) -> None:
-        """run_job's on_start: the pipeline exists, nothing is sent yet."""
+    def on_start(self, stats: RunStats, session: Session) -> None:
+        """The session is open, nothing is sent yet: start drawing."""
         if self.display is not None:
-            self.display.start(pipeline)
-        if self.report is not None:
-            self.report.attach(pipeline)
+            self.display.start(stats, session.gate)
+
+    def listeners(self) -> list[RowEvents]:
+        """The row events' subscribers: the report learns which rows the run read."""
+        return [self.report] if self.report is not None else []
 
     async def end(self) -> None:
         """The run is over: take the progress display off the screen."""
@@ -304,7 +307,7 @@ class RunOutputs:
                 self.report = RunReport(input, out)
             except BulkmeetError:
                 self.report = RunReport(input, out, fresh=True)
-        from ..pool import RunStats
+        from ..engine import RunStats
 
         self.junit = None  # no rows were read: there is nothing to test
         self.write(RunStats(), exc.exit_code, error=str(exc))
@@ -347,8 +350,8 @@ def guard(fn: Callable[[], int]) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    pool = sys.modules.get("bulkmeet.pool")  # no pool imported: no reader thread either
-    reader = getattr(pool, "READER_THREAD", None)
+    feed = sys.modules.get("bulkmeet.engine.feed")  # no engine imported: no reader thread
+    reader = getattr(feed, "READER_THREAD", None)
     if reader and any(t.name == reader and t.is_alive() for t in threading.enumerate()):
         # Stopped while the reader waits on a pipe that may never close (`tail -f | ...`).
         # Every record is already on disk; a normal exit would wait on that read forever,

@@ -8,7 +8,6 @@ import click
 
 from ..config import Config
 from ..errors import UsageError
-from ..models import RawRow, Row, Status
 from ..results import read_results
 from .common import (
     GONG_RATE,
@@ -26,19 +25,6 @@ from .common import (
     summary_lines,
     warn_fast_rate,
 )
-
-# Outcomes worth another try: the server failed, the wait was too long, or nothing was sent.
-RETRYABLE = frozenset({Status.NOT_SENT, Status.DEFERRED})
-
-
-def _retryable(status: Status, http_status: int | None, request_id: str | None) -> bool:
-    if status in RETRYABLE:
-        return True
-    # A redirect, or a 4xx that was not Gong's (no requestId: a proxy, a wrong base URL), is
-    # no verdict on the row: it may pass once the endpoint is right.
-    return status is Status.FAILED and (http_status is None or http_status >= 500
-                                        or http_status == 429 or 300 <= http_status < 400
-                                        or (http_status < 500 and request_id is None))
 
 
 @main.command()
@@ -79,7 +65,8 @@ def retry(results: str, input_path: str | None, config_path: str | None, rate: s
 async def _retry(cfg: Config, results: str, input_path: str | None, errors_out: str | None,
                  resend_uncertain: bool, sandbox: bool,
                  sandbox_rate: float | None = GONG_RATE) -> int:
-    from ..job import JobOptions, run_job
+    from ..planner import retry_rows
+    from ..runs import RunOptions, run_input, run_rows
 
     state = read_results(results)
     if not state.keys:
@@ -88,29 +75,19 @@ async def _retry(cfg: Config, results: str, input_path: str | None, errors_out: 
     got: list[int] = []
     if input_path is not None:
         # The corrected sheet through the resume rules: created rows are skipped, the rest sent.
-        opts = JobOptions(input=input_path, out=results, resend_uncertain=resend_uncertain,
+        opts = RunOptions(input=input_path, out=results, resend_uncertain=resend_uncertain,
                           sandbox=sandbox, sandbox_rate=sandbox_rate)
         with signals(stop, hard, got):
-            stats = await run_job(cfg, opts, stop=stop, hard_stop=hard)
+            stats = await run_input(cfg, opts, stop=stop, hard_stop=hard)
     else:
-        rows = []
-        for key, ks in state.keys.items():
-            last = ks.last
-            if last is None or ks.payload is None:
-                continue
-            if _retryable(last.status, last.http_status, last.request_id) or (
-                    resend_uncertain and last.status is Status.UNCERTAIN):
-                rows.append(Row(last.line, key, ks.payload))
+        rows = retry_rows(state, resend_uncertain=resend_uncertain)
         if not rows:
             click.echo(f"bulkmeet: nothing to retry in {results}", err=True)
             return 0
-        # The recorded payloads stand in for the input: RawRow i is a handle on rows[i].
-        raws = [RawRow(i, {}) for i in range(len(rows))]
-        opts = JobOptions(input=results, out=results, resend_uncertain=resend_uncertain,
+        opts = RunOptions(input=results, out=results, resend_uncertain=resend_uncertain,
                           sandbox=sandbox, sandbox_rate=sandbox_rate)
         with signals(stop, hard, got):
-            stats = await run_job(cfg, opts, stop=stop, hard_stop=hard, raws=raws,
-                                  mapper=lambda raw: rows[raw.line])
+            stats = await run_rows(cfg, opts, rows, stop=stop, hard_stop=hard)
     for line in summary_lines(stats, results):
         click.echo(line, err=True)
     if stats.stopped_by is not None:

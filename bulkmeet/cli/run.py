@@ -12,7 +12,7 @@ import click
 from ..config import Config
 
 if TYPE_CHECKING:
-    from ..job import JobOptions
+    from ..runs import RunOptions
 from ..errors import BulkmeetError, UsageError
 from .common import (
     RunOutputs,
@@ -85,7 +85,7 @@ def run(input: str, config_path: str | None, out: str | None, rate: str | None,
     outputs = RunOutputs(quiet=quiet, junit=junit, summary=summary_path,
                          step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None)
 
-    from ..job import JobOptions, default_out, validate_options
+    from ..runs import RunOptions, default_out, validate_options
 
     def go() -> int:
         require_file(input)
@@ -95,7 +95,7 @@ def run(input: str, config_path: str | None, out: str | None, rate: str | None,
         if not quiet:
             echo_notes(notes)
         warn_fast_rate(cfg, sandbox=sandbox)
-        opts = JobOptions(input=input, out=out or default_out(input), fresh=fresh,
+        opts = RunOptions(input=input, out=out or default_out(input), fresh=fresh,
                           resend_uncertain=resend_uncertain, sandbox=sandbox, insecure=insecure,
                           sheet=sheet, sandbox_rate=sandbox_limit(sandbox_rate))
         validate_options(opts)
@@ -112,13 +112,12 @@ def run(input: str, config_path: str | None, out: str | None, rate: str | None,
     guard(reported)
 
 
-async def _run_async(cfg: Config, opts: JobOptions, errors_out: str | None = None,
+async def _run_async(cfg: Config, opts: RunOptions, errors_out: str | None = None,
                      outputs: RunOutputs | None = None) -> int:
-    from ..client import Credentials
-    from ..job import estimate, run_job
+    from ..runs import estimate, run_input
+    from ..session import credentials_for
 
-    if not opts.sandbox:
-        Credentials.from_env()  # a missing credential is said before the preflight lines
+    credentials_for(opts.target)  # a missing credential is said before the preflight lines
     outputs = outputs or RunOutputs()
     stop, hard = asyncio.Event(), asyncio.Event()
     got: list[int] = []
@@ -128,8 +127,8 @@ async def _run_async(cfg: Config, opts: JobOptions, errors_out: str | None = Non
     outputs.begin(cfg, opts.input, opts.out, fresh=opts.fresh, sheet=opts.sheet)
     with signals(stop, hard, got):
         try:
-            stats = await run_job(cfg, opts, stop=stop, hard_stop=hard,
-                                  on_start=outputs.on_start)
+            stats = await run_input(cfg, opts, stop=stop, hard_stop=hard,
+                                    on_start=outputs.on_start, listeners=outputs.listeners())
         finally:
             await outputs.end()
     for line in summary_lines(stats, opts.out):

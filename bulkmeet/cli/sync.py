@@ -18,7 +18,7 @@ from ..config import Config
 from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from ..pool import RunStats
+    from ..engine import RunStats
 from ..sync import (
     DEFAULT_MAX_DELETES,
     UNDO_CONFIRM_OVER,
@@ -255,7 +255,7 @@ def sync(input: str, config_path: str | None, ledger: str | None, prune: bool, y
             if not click.confirm(f"Delete {len(deletes)} meeting(s) in Gong?", err=True):
                 click.echo("bulkmeet: nothing was sent", err=True)
                 return EXIT_ROWS
-        from ..job import default_out
+        from ..runs import default_out
 
         results = out or default_out(input)
 

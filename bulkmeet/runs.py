@@ -1,0 +1,226 @@
+"""One run of a command, assembled: what earlier runs left, the plan, the session, the engine.
+
+`run_input` is `bulkmeet run` (and `retry --input`), `run_rows` sends rows already mapped
+(`retry` from recorded payloads). Both plan with `planner.Planner`, open the one session of
+`session.open_session` and send through `engine.Engine`; sync and undo do the same in sync.py.
+No printing here: the CLI and the Python API show what these return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import DEFAULT_RATE, Config
+from .engine import Engine, Journal, RowEvents, RunStats
+from .errors import JournalError, UsageError
+from .ledger import Ledger, read_ledger
+from .mapping import Mapper
+from .models import Row
+from .planner import Estimate, Planner, Work, count_work, small_file
+from .quota import quota_for
+from .reader import read_rows
+from .results import ResultsState, ResultsWriter, read_results
+from .session import Session, Target, credentials_for, open_session
+
+log = logging.getLogger("bulkmeet")
+
+# Called once the session is open and nothing is sent yet (progress display, reports).
+OnStart = Callable[[RunStats, Session], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What a run reads and writes, and where it sends."""
+
+    input: str
+    out: str
+    fresh: bool = False
+    resend_uncertain: bool = False
+    sandbox: bool = False
+    insecure: bool = False
+    sheet: str | None = None
+    sandbox_rate: float | None = DEFAULT_RATE  # the built-in sandbox's limit; None: none
+
+    @property
+    def target(self) -> Target:
+        return Target(sandbox=self.sandbox, sandbox_rate=self.sandbox_rate,
+                      insecure=self.insecure)
+
+
+def default_out(input_path: str) -> str:
+    """Results next to the input, so running the same command again resumes it."""
+    if input_path == "-":
+        return "bulkmeet-results.jsonl"
+    p = Path(input_path)
+    return str(p.with_name(p.stem + ".results.jsonl"))
+
+
+def validate_options(opts: RunOptions) -> None:
+    if opts.input != "-" and not Path(opts.input).exists():
+        raise UsageError(f"input file {opts.input} does not exist")
+
+
+def blocking_source(path: str) -> bool:
+    """Pipes and terminals block on read; regular files do not."""
+    if path == "-":
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def read_prior(cfg: Config, opts: RunOptions) -> ResultsState | None:
+    """What the results file recorded in earlier runs (None with --fresh)."""
+    if opts.fresh and cfg.ledger is None and os.path.exists(opts.out):
+        log.warning("--fresh: %s is started anew; rows it recorded as created will be sent "
+                    "again unless a ledger says otherwise", opts.out)
+    prior = None if opts.fresh else read_results(opts.out)
+    if prior is not None:
+        for w in prior.warnings:
+            log.warning(w)
+    return prior
+
+
+def open_ledger(path: str | None) -> Ledger | None:
+    ledger = Ledger.open(path) if path else None
+    if ledger is not None:
+        for w in ledger.warnings:
+            log.warning(w)
+    return ledger
+
+
+def close_journals(journal: Journal, stats: RunStats | None) -> None:
+    """Close the results file and the ledger, flushed to the disk. If that fails the run stops
+    with a JournalError, unless it already stops on one (or on anything else)."""
+    errors: list[JournalError] = []
+    try:
+        journal.writer.close()
+    except JournalError as exc:
+        errors.append(exc)
+    if journal.ledger is not None:
+        try:
+            journal.ledger.close()
+        except OSError as exc:
+            errors.append(JournalError(f"cannot write the ledger {journal.ledger.path}: "
+                                       f"{exc.strerror or exc}"))
+    if errors and stats is not None and stats.stopped_by is None:
+        stats.stopped_by = errors[0]
+
+
+async def send(
+    cfg: Config,
+    opts: RunOptions,
+    plan: Iterable[Work],
+    journal: Journal,
+    *,
+    blocking: bool = False,
+    listeners: Sequence[RowEvents] = (),
+    stop: asyncio.Event | None = None,
+    hard_stop: asyncio.Event | None = None,
+    on_start: OnStart | None = None,
+) -> RunStats:
+    """Open the session and send `plan` through one engine; the journal is closed after."""
+    credentials = credentials_for(opts.target)  # a missing credential stops before anything
+    stats: RunStats | None = None
+    try:
+        async with open_session(cfg, opts.target, credentials=credentials) as session:
+            engine = Engine(session.cfg, session, journal, listeners=listeners,
+                            resend_uncertain=opts.resend_uncertain, stop=stop,
+                            hard_stop=hard_stop)
+            if on_start is not None:
+                on_start(engine.stats, session)
+            try:
+                stats = await engine.run(plan, blocking=blocking)
+            finally:
+                # The engine's own stats object: the display holds on to it.
+                stats = engine.stats
+        stats.output_errors.extend(session.output_errors)
+        return stats
+    finally:
+        close_journals(journal, stats)
+
+
+async def run_input(
+    cfg: Config,
+    opts: RunOptions,
+    *,
+    listeners: Sequence[RowEvents] = (),
+    stop: asyncio.Event | None = None,
+    hard_stop: asyncio.Event | None = None,
+    on_start: OnStart | None = None,
+) -> RunStats:
+    """`bulkmeet run`: read and map the input, plan it by the resume rules, send the rest."""
+    credentials_for(opts.target)
+    mapper = Mapper.from_config(cfg)
+    raws = read_rows(opts.input, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
+                     sheet=opts.sheet)
+    prior = read_prior(cfg, opts)
+    ledger = open_ledger(cfg.ledger)
+    journal = Journal(ResultsWriter(opts.out, fresh=opts.fresh), ledger)
+    planner = Planner(mapper, prior=prior, ledger=ledger.entries if ledger else None,
+                      resend_uncertain=opts.resend_uncertain)
+    blocking = blocking_source(opts.input)
+    try:
+        return await send(cfg, opts, planner.plan(raws), journal, blocking=blocking,
+                          listeners=listeners, stop=stop, hard_stop=hard_stop,
+                          on_start=on_start)
+    finally:
+        if not blocking:
+            # A pipe's reader thread may still be blocked in a read of it: closing the file
+            # under it would abort the interpreter; the process exit closes it instead.
+            planner.close()
+            raws.close()
+
+
+async def run_rows(
+    cfg: Config,
+    opts: RunOptions,
+    rows: Iterable[Row],
+    *,
+    listeners: Sequence[RowEvents] = (),
+    stop: asyncio.Event | None = None,
+    hard_stop: asyncio.Event | None = None,
+    on_start: OnStart | None = None,
+) -> RunStats:
+    """Send rows already mapped (`retry` from recorded payloads) by the same resume rules,
+    appending to the results file `opts.out`."""
+    credentials_for(opts.target)
+    prior = read_prior(cfg, opts)
+    ledger = open_ledger(cfg.ledger)
+    journal = Journal(ResultsWriter(opts.out, fresh=opts.fresh), ledger)
+    planner = Planner(prior=prior, ledger=ledger.entries if ledger else None,
+                      resend_uncertain=opts.resend_uncertain)
+    try:
+        return await send(cfg, opts, planner.plan_rows(rows), journal, listeners=listeners,
+                          stop=stop, hard_stop=hard_stop, on_start=on_start)
+    finally:
+        planner.close()
+
+
+def estimate(cfg: Config, opts: RunOptions) -> Estimate | None:
+    """Plan the input once, without sending, to tell what the run will send and how long it
+    takes. None for stdin and for inputs too large to read twice cheaply."""
+    if not small_file(opts.input):
+        return None
+    prior = None if opts.fresh else read_results(opts.out)
+    ledger = read_ledger(cfg.ledger)[0] if cfg.ledger else {}
+    # Quiet: the run itself says each row's mapping warnings.
+    planner = Planner(Mapper.from_config(cfg), prior=prior, ledger=ledger,
+                      resend_uncertain=opts.resend_uncertain, quiet=True)
+    try:
+        with read_rows(opts.input, fmt=cfg.format, delimiter=cfg.delimiter,
+                       encoding=cfg.encoding, sheet=opts.sheet) as raws:
+            rows, to_send, invalid, done = count_work(planner.plan(raws))
+    finally:
+        planner.close()
+    rate = None if cfg.rate_auto else cfg.rate * (1 - cfg.rate_margin)
+    seconds = to_send / rate if rate else None
+    budget_left = None if opts.sandbox else quota_for(cfg).remaining
+    return Estimate(rows, to_send, invalid, done, seconds, budget_left, cfg.daily_budget)

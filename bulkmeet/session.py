@@ -1,0 +1,159 @@
+"""One way to open a sending session: credentials, base-URL policy, sandbox, quota, gate, client.
+
+Every command that talks to Gong (run, retry, sync, undo, check) opens its session here, so the
+rules cannot drift apart between them:
+
+- credentials come from the environment, or are the sandbox's own with `sandbox=True`;
+- the base URL must be https, unless it stays on this machine or the user said `--insecure`;
+- `sandbox=True` starts the built-in fake Gong on a free loopback port, limiting like a default
+  Gong company (3 calls/s, 10,000 a day) unless `sandbox_rate` says otherwise, and points the
+  session at it; a sandbox spends nothing of the real daily quota;
+- the daily quota is read for the target and saved when the session closes: a folder that cannot
+  be written is reported once (`Session.output_errors`), not raised after the run's records are
+  safe on disk;
+- one rate gate and one keep-alive client serve every request of the session.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .config import DEFAULT_DAILY_BUDGET, DEFAULT_RATE, Config
+from .errors import ConfigError
+from .gate import Gate, RateChange
+from .quota import DailyQuota, quota_for
+
+if TYPE_CHECKING:
+    from .client import Credentials, GongClient
+    from .sandbox import Sandbox
+
+log = logging.getLogger("bulkmeet")
+
+SANDBOX_CREDENTIALS = ("sandbox-key", "sandbox-secret")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a session sends: Gong itself, or the built-in sandbox (with its limit)."""
+
+    sandbox: bool = False
+    sandbox_rate: float | None = DEFAULT_RATE  # the built-in sandbox's limit; None: none
+    insecure: bool = False  # allow a plain-http base URL off this machine
+
+
+@dataclass(slots=True)
+class Session:
+    """What one command sends through. `cfg.base_url` is the URL actually used."""
+
+    cfg: Config
+    client: GongClient
+    gate: Gate
+    quota: DailyQuota
+    sandbox: Sandbox | None = None
+    output_errors: list[str] = field(default_factory=list)
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url: str, *, insecure: bool) -> None:
+    """Credentials travel in a header: refuse plain http unless it stays on this machine."""
+    if url.startswith("https://") or insecure or is_loopback_url(url):
+        return
+    raise ConfigError(f"base URL {url} is not https: credentials would travel in clear text "
+                      "(use https, a loopback sandbox, or --insecure)")
+
+
+def credentials_for(target: Target) -> Credentials:
+    """The sandbox's own credentials, or the user's from the environment (raises if unset)."""
+    from .client import Credentials
+
+    if target.sandbox:
+        return Credentials.basic(*SANDBOX_CREDENTIALS)
+    return Credentials.from_env()
+
+
+def make_gate(cfg: Config, *, unlimited: bool = False) -> Gate:
+    def changed(change: RateChange) -> None:
+        log.warning("rate %.2f/s -> %.2f/s (%s)", change.old, change.new, change.reason,
+                    extra={"event": "rate", "rate": change.new})
+
+    return Gate(None if unlimited else cfg.rate, margin=cfg.rate_margin, auto=cfg.rate_auto,
+                ceiling=cfg.rate_ceiling if cfg.rate_auto else cfg.rate, floor=cfg.rate_floor,
+                on_rate_change=changed)
+
+
+@asynccontextmanager
+async def sandbox_if(enabled: bool, cfg: Config, *, rate: float | None = DEFAULT_RATE,
+                     seed: Callable[[Sandbox], None] | None = None,
+                     ) -> AsyncIterator[tuple[Config, Sandbox | None]]:
+    """Start the built-in sandbox on a free loopback port and point the config at it."""
+    if not enabled:
+        yield cfg, None
+        return
+    from .sandbox import SandboxSettings, start_sandbox
+
+    sandbox = await start_sandbox(SandboxSettings(rate=rate, daily=DEFAULT_DAILY_BUDGET))
+    if seed is not None:
+        seed(sandbox)
+    try:
+        yield cfg.replace(base_url=sandbox.url), sandbox
+    finally:
+        await sandbox.close()
+
+
+def save_quota(quota: DailyQuota, errors: list[str]) -> None:
+    """The day's count, saved at the end; a folder that cannot be written is said once, after
+    the run (whose records are all on disk), not as a traceback."""
+    try:
+        quota.save()
+    except OSError as exc:
+        errors.append(f"cannot save the daily quota to {quota.path}: {exc.strerror or exc} "
+                      "(the calls of this run are not counted in it)")
+
+
+@asynccontextmanager
+async def open_session(
+    cfg: Config,
+    target: Target,
+    *,
+    credentials: Credentials | None = None,
+    connections: int | None = None,
+    seed: Callable[[Sandbox], None] | None = None,
+    unlimited: bool = False,
+) -> AsyncIterator[Session]:
+    """Open the one session a command sends through; close and save everything after.
+
+    `credentials` are checked by the caller when it must fail before anything else (they are
+    read from the environment otherwise). `connections` defaults to cfg.concurrency.
+    `unlimited` turns the gate off (benchmarks only: no flag does).
+    """
+    from .client import GongClient
+
+    if credentials is None:
+        credentials = credentials_for(target)
+    if not target.sandbox:
+        check_base_url(cfg.base_url, insecure=target.insecure)
+    async with sandbox_if(target.sandbox, cfg, rate=target.sandbox_rate, seed=seed) as (
+            cfg, sandbox):
+        quota = quota_for(cfg, sandbox=target.sandbox)
+        async with GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
+                              connections=connections or cfg.concurrency) as client:
+            session = Session(cfg, client, make_gate(cfg, unlimited=unlimited), quota, sandbox)
+            try:
+                yield session
+            finally:
+                save_quota(quota, session.output_errors)
