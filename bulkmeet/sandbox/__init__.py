@@ -30,114 +30,82 @@ import ipaddress
 import math
 import os
 import random
-import re
 import signal
 import socket
 import string
 import sys
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from email.utils import formatdate
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
 
-Window = Literal["fixed", "sliding", "bucket"]
-RetryAfterStyle = Literal["seconds", "date", "none"]
-
-MSG_UNAUTHORIZED = (
-    "Unauthorized: send 'Authorization: Basic base64(accessKey:accessKeySecret)' "
-    "or 'Authorization: Bearer <token>'"
+from .contract import (
+    ASSISTANT,
+    FIX_URL,
+    HELP_URL,
+    MAX_MEETING_ID,
+    MAX_STATUS_EMAILS,
+    MEETING_URL,
+    MIN_MEETING_ID,
+    MSG_CONSENT,
+    MSG_DAILY_LIMITED,
+    MSG_FAILED,
+    MSG_FORBIDDEN,
+    MSG_NO_MEETING,
+    MSG_NO_USER,
+    MSG_NOT_A_USER,
+    MSG_NOT_ORGANIZER,
+    MSG_RATE_LIMITED,
+    MSG_UNAUTHORIZED,
+    UNPARSABLE,
+    meeting_errors,
+    not_an_object,
+    parse_meeting_id,
+    status_errors,
 )
-MSG_FORBIDDEN = "This API endpoint is in Limited release - contact your CSM for more information."
-MSG_RATE_LIMITED = "API request limit exceeded"
-MSG_DAILY_LIMITED = "API request limit exceeded: the daily limit of calls is spent"
-MSG_FAILED = "Failed to complete the operation due to an unexpected error"
-MSG_NO_USER = "No Gong user found corresponding to the provided organizer email"
-MSG_NO_MEETING = "No meeting found corresponding to the provided meeting ID"
-MSG_NOT_ORGANIZER = "No Gong meeting found corresponding to the provided organizer email"
-MSG_CONSENT = "The Gong consent page is not enabled in your company. Contact your Gong Admin."
-MSG_NOT_A_USER = "This email address does not belong to a Gong user."
+from .limits import DAY, DailyBudget, rate_window
+from .settings import DEFAULT_SETTINGS, RetryAfterStyle, SandboxSettings, Window
 
-ASSISTANT = {"displayName": "Gong Assistant", "email": "assistant@sandbox.gong.example"}
-MEETING_URL = "https://join.sandbox.gong.example/sandbox/{meeting_id}"
-FIX_URL = "https://app.sandbox.gong.example/company/recording-consent/consent-page"
-HELP_URL = "https://help.sandbox.gong.example/hc/en-us/articles/360056677792"
-MAX_STATUS_EMAILS = 100
-DAY = 86_400
+__all__ = [
+    "ASSISTANT",
+    "DAY",
+    "DEFAULT_SETTINGS",
+    "FIX_URL",
+    "HELP_URL",
+    "MAX_STATUS_EMAILS",
+    "MEETING_URL",
+    "MSG_CONSENT",
+    "MSG_DAILY_LIMITED",
+    "MSG_FAILED",
+    "MSG_FORBIDDEN",
+    "MSG_NOT_A_USER",
+    "MSG_NOT_ORGANIZER",
+    "MSG_NO_MEETING",
+    "MSG_NO_USER",
+    "MSG_RATE_LIMITED",
+    "MSG_UNAUTHORIZED",
+    "LoggedRequest",
+    "RetryAfterStyle",
+    "Sandbox",
+    "SandboxSettings",
+    "SandboxState",
+    "SandboxThread",
+    "Window",
+    "loopback_host",
+    "meeting_errors",
+    "serve",
+    "start_sandbox",
+    "status_errors",
+]
 
 _REQUEST_ID_CHARS = string.ascii_lowercase + string.digits
-_REQUIRED = ("startTime", "endTime", "invitees", "organizerEmail")
-_STRING_FIELDS = ("startTime", "endTime", "title", "externalId", "organizerEmail")
-_INVITEE_FIELDS = ("email", "displayName", "firstName", "lastName")
-# ISO-8601 extended date-time with a mandatory offset, as Gong's examples show it:
-# 2018-02-17T02:30:00-08:00 or 2018-02-18T08:00:00Z. fromisoformat alone would also take a
-# space separator, basic format or no offset at all.
-_DATETIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2})", re.ASCII
-)
-# Meeting ids are int64 in the path parameter's schema: keep them within it, 19 digits.
-_MIN_MEETING_ID = 10**18
-_MAX_MEETING_ID = 2**63 - 1
-_UNPARSABLE: Any = object()
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="Gong API"'}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SandboxSettings:
-    """How the sandbox behaves. Defaults mimic a default Gong company: 3 calls/s, sliding."""
-
-    rate: float | None = 3.0  # calls per second; None = unlimited
-    # fixed: whole clock seconds; sliding: requests in (t-1, t]; bucket: capacity `rate`,
-    # refilled at `rate`/s. The windows hold floor(rate) requests (at least 1).
-    window: Window = "sliding"
-    daily: int | None = None  # accepted calls per UTC day; None = unlimited
-    retry_after: RetryAfterStyle = "seconds"
-    retry_after_fixed: int | None = None  # always answer this many seconds
-    fail_rate: float = 0.0  # fraction answered 500
-    drop_rate: float = 0.0  # fraction whose connection is closed without an answer
-    drop_after_create: bool = False  # a dropped request is still carried out
-    latency: float = 0.0  # seconds added before answering
-    seed: int | None = None
-    unknown_organizers: frozenset[str] = frozenset()
-    unknown_domains: frozenset[str] = frozenset({"unknown.example"})
-    invalid_integration: frozenset[str] = frozenset()
-    # Unset: any well-formed Basic key:secret or Bearer token passes. Once either is set only
-    # configured ones do: a Basic header must carry `credentials`, a Bearer header `bearer`.
-    credentials: tuple[str, str] | None = None
-    bearer: str | None = None
-    forbidden: bool = False
-    clock: Callable[[], float] = time.monotonic  # for rates and the request log
-    wall_clock: Callable[[], float] = time.time  # for the daily budget and HTTP-dates
-    log_limit: int | None = 100_000  # request log entries kept; None = all
-
-    def __post_init__(self) -> None:
-        if self.rate is not None and not self.rate > 0:
-            raise ValueError(f"rate must be greater than 0 or None, not {self.rate!r}")
-        if self.window not in ("fixed", "sliding", "bucket"):
-            raise ValueError(f"window must be fixed, sliding or bucket, not {self.window!r}")
-        if self.retry_after not in ("seconds", "date", "none"):
-            raise ValueError(f"retry_after must be seconds, date or none, not {self.retry_after!r}")
-        for name in ("daily", "retry_after_fixed", "log_limit"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must not be negative, not {value!r}")
-        for name in ("fail_rate", "drop_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)!r}")
-        if self.latency < 0:
-            raise ValueError(f"latency must not be negative, not {self.latency!r}")
-        if self.credentials is not None and not all(self.credentials):
-            raise ValueError("credentials must be a non-empty (key, secret) pair")
-
-
-DEFAULT_SETTINGS = SandboxSettings()
 
 
 class LoggedRequest(NamedTuple):
@@ -189,165 +157,6 @@ class SandboxState:
         }
 
 
-# --- rate limits ------------------------------------------------------------------------------
-
-
-class _Limiter(Protocol):
-    def take(self, now: float) -> float | None:
-        """Spend one call if allowed (None), else say how many seconds until a slot frees."""
-
-
-class _FixedWindow:
-    __slots__ = ("limit", "window", "count")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.window: int | None = None
-        self.count = 0
-
-    def take(self, now: float) -> float | None:
-        window = math.floor(now)
-        if window != self.window:
-            self.window, self.count = window, 0
-        if self.count >= self.limit:
-            return window + 1 - now
-        self.count += 1
-        return None
-
-
-class _SlidingWindow:
-    __slots__ = ("limit", "times")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.times: deque[float] = deque()  # accepted calls in (now-1, now], oldest first
-
-    def take(self, now: float) -> float | None:
-        times, edge = self.times, now - 1.0
-        while times and times[0] <= edge:
-            times.popleft()
-        if len(times) >= self.limit:
-            return times[0] + 1.0 - now
-        times.append(now)
-        return None
-
-
-class _TokenBucket:
-    __slots__ = ("rate", "capacity", "tokens", "last")
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.capacity = max(1.0, rate)  # below 1 a bucket could never hold a whole call
-        self.tokens = self.capacity
-        self.last: float | None = None
-
-    def take(self, now: float) -> float | None:
-        if self.last is not None:
-            self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        # The epsilon absorbs float error in the refill (0.1 s * 10/s must buy one call).
-        if self.tokens >= 1.0 - 1e-9:
-            self.tokens -= 1.0
-            return None
-        return (1.0 - self.tokens) / self.rate
-
-
-def _limiter(settings: SandboxSettings) -> _Limiter | None:
-    if settings.rate is None:
-        return None
-    if settings.window == "bucket":
-        return _TokenBucket(settings.rate)
-    limit = max(1, math.floor(settings.rate))
-    return _FixedWindow(limit) if settings.window == "fixed" else _SlidingWindow(limit)
-
-
-class _DailyBudget:
-    __slots__ = ("limit", "day", "used")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.day: float | None = None
-        self.used = 0
-
-    def wait(self, wall: float) -> float | None:
-        """Seconds to the next UTC midnight if today's budget is spent, else None."""
-        day = wall // DAY
-        if day != self.day:
-            self.day, self.used = day, 0
-        return (day + 1) * DAY - wall if self.used >= self.limit else None
-
-
-# --- body validation: hand-written from the schema, no jsonschema on the request path ----------
-
-
-def meeting_errors(body: Any) -> list[str]:
-    """Every way `body` breaks NewMeetingRequest / UpdateMeetingRequest, one message each."""
-    if not isinstance(body, dict):
-        return _not_an_object(body)
-    errors = [f"{name} is required" for name in _REQUIRED if name not in body]
-    errors += [
-        f"{name} must be a string"
-        for name in _STRING_FIELDS
-        if name in body and not isinstance(body[name], str)
-    ]
-    if "invitees" in body:
-        invitees = body["invitees"]
-        if not isinstance(invitees, list):
-            errors.append("invitees must be an array of objects")
-        else:
-            for i, invitee in enumerate(invitees):
-                if not isinstance(invitee, dict):
-                    errors.append(f"invitees[{i}] must be an object")
-                    continue
-                errors += [
-                    f"invitees[{i}].{name} must be a string"
-                    for name in _INVITEE_FIELDS
-                    if name in invitee and not isinstance(invitee[name], str)
-                ]
-    start = _datetime(body, "startTime", errors)
-    end = _datetime(body, "endTime", errors)
-    if start is not None and end is not None and end <= start:
-        errors.append("endTime must be after startTime")
-    return errors
-
-
-def _not_an_object(body: Any) -> list[str]:
-    if body is _UNPARSABLE:
-        return ["the request body is not valid JSON"]
-    return ["the request body must be a JSON object"]
-
-
-def _datetime(body: dict[str, Any], name: str, errors: list[str]) -> datetime | None:
-    value = body.get(name)
-    if not isinstance(value, str):
-        return None  # missing or mistyped: already reported
-    if _DATETIME.fullmatch(value):
-        with contextlib.suppress(ValueError):  # e.g. month 13
-            return datetime.fromisoformat(value)
-    errors.append(
-        f"{name} must be an ISO-8601 date-time with an offset or Z "
-        f"(e.g. 2018-02-17T02:30:00-08:00), not {value!r}"
-    )
-    return None
-
-
-def status_errors(body: Any) -> list[str]:
-    """Every way `body` breaks IntegrationStatusRequest (emails: at most 100 strings)."""
-    if not isinstance(body, dict):
-        return _not_an_object(body)
-    emails = body.get("emails")
-    if emails is None:
-        return ["emails is required"]
-    if not isinstance(emails, list):
-        return ["emails must be an array of strings"]
-    errors = [
-        f"emails[{i}] must be a string" for i, e in enumerate(emails) if not isinstance(e, str)
-    ]
-    if len(emails) > MAX_STATUS_EMAILS:
-        errors.append(f"emails must hold at most {MAX_STATUS_EMAILS} addresses, not {len(emails)}")
-    return errors
-
-
 # --- the server -------------------------------------------------------------------------------
 
 _Operation = Callable[[web.Request, Any, str], web.Response]
@@ -359,8 +168,8 @@ class Sandbox:
     def __init__(self, settings: SandboxSettings = DEFAULT_SETTINGS) -> None:
         self.settings = settings
         self.state = SandboxState(log=deque(maxlen=settings.log_limit))
-        self._limiter = _limiter(settings)
-        self._daily = _DailyBudget(settings.daily) if settings.daily is not None else None
+        self._limiter = rate_window(settings)
+        self._daily = DailyBudget(settings.daily) if settings.daily is not None else None
         # Two random sources, so fault decisions stay the same whatever ids were drawn.
         self._chaos = random.Random(settings.seed)
         self._ids = random.Random(None if settings.seed is None else f"ids-{settings.seed}")
@@ -447,7 +256,7 @@ class Sandbox:
                 try:
                     body = orjson.loads(raw)
                 except orjson.JSONDecodeError:
-                    body = _UNPARSABLE
+                    body = UNPARSABLE
                 response = await self._answer(request, operation, body)
                 if response is None:
                     state.dropped += 1
@@ -461,7 +270,7 @@ class Sandbox:
                 return response
             finally:
                 state.in_flight -= 1
-                logged = None if body is _UNPARSABLE else body
+                logged = None if body is UNPARSABLE else body
                 state.log.append(
                     LoggedRequest(arrived, request.method, request.path, status, logged)
                 )
@@ -561,9 +370,9 @@ class Sandbox:
             return _error(400, request_id, *errors)
         if not self._user_exists(body["organizerEmail"]):
             return _error(404, request_id, MSG_NO_USER)
-        number = self._ids.randint(_MIN_MEETING_ID, _MAX_MEETING_ID)
+        number = self._ids.randint(MIN_MEETING_ID, MAX_MEETING_ID)
         while number in self._issued:  # never reuse an id, not even a deleted one
-            number = self._ids.randint(_MIN_MEETING_ID, _MAX_MEETING_ID)
+            number = self._ids.randint(MIN_MEETING_ID, MAX_MEETING_ID)
         self._issued.add(number)
         meeting_id = str(number)
         meeting_url = MEETING_URL.format(meeting_id=meeting_id)
@@ -580,7 +389,7 @@ class Sandbox:
         })
 
     def _update(self, request: web.Request, body: Any, request_id: str) -> web.Response:
-        meeting_id, errors = _meeting_id(request)
+        meeting_id, errors = parse_meeting_id(request.match_info["meetingId"])
         errors += meeting_errors(body)
         if errors:
             return _error(400, request_id, *errors)
@@ -595,9 +404,9 @@ class Sandbox:
         return _json(200, {"requestId": request_id, "meetingId": meeting_id})
 
     def _delete(self, request: web.Request, body: Any, request_id: str) -> web.Response:
-        meeting_id, errors = _meeting_id(request)
+        meeting_id, errors = parse_meeting_id(request.match_info["meetingId"])
         if not isinstance(body, dict):
-            errors += _not_an_object(body)
+            errors += not_an_object(body)
         elif not isinstance(body.get("organizerEmail"), str):
             errors.append("organizerEmail is required and must be a string")
         if errors:
@@ -655,13 +464,6 @@ def _error(
     status: int, request_id: str, *messages: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     return _json(status, {"requestId": request_id, "errors": list(messages)}, headers)
-
-
-def _meeting_id(request: web.Request) -> tuple[str, list[str]]:
-    raw = request.match_info["meetingId"]
-    if raw.isascii() and raw.isdigit() and len(raw) <= 20:
-        return str(int(raw)), []
-    return raw, [f"meetingId must be an integer of up to 20 digits, not {raw!r}"]
 
 
 def loopback_host(host: str) -> str:
