@@ -106,4 +106,3 @@ class DailyBudget:
         if day != self.day:
             self.day, self.used = day, 0
         return (day + 1) * DAY - wall if self.used >= self.limit else None
-
