@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import sys
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 from .app import Sandbox, loopback_host
@@ -22,6 +21,22 @@ async def start_sandbox(
     sandbox = Sandbox(settings)
     await sandbox.start(host=host, port=port)
     return sandbox
+
+
+async def serve(
+    settings: SandboxSettings = DEFAULT_SETTINGS, *, stop: asyncio.Event,
+    host: str = "127.0.0.1", port: int = 8080,
+    on_ready: Callable[[Sandbox], None] | None = None,
+) -> None:
+    """Serve a sandbox until `stop` is set, then close it (requests in flight get a short grace).
+
+    `on_ready` is called once it listens (its `.url` is known). Raises ValueError for an address
+    that is not loopback, OSError when it cannot listen there (e.g. the port is taken). Printing
+    and signals are the caller's: `bulkmeet sandbox` does both."""
+    async with await start_sandbox(settings, host=host, port=port) as sandbox:
+        if on_ready is not None:
+            on_ready(sandbox)
+        await stop.wait()
 
 
 class SandboxThread:
@@ -98,34 +113,9 @@ class SandboxThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with await start_sandbox(self.settings, host=self._host, port=self._port) as sandbox:
-            self._sandbox = sandbox
-            self._ready.set()
-            await self._stop.wait()
+        await serve(self.settings, stop=self._stop, host=self._host, port=self._port,
+                    on_ready=self._on_ready)
 
-
-def serve(
-    settings: SandboxSettings = DEFAULT_SETTINGS, *, host: str = "127.0.0.1", port: int = 8080
-) -> None:
-    """Run a sandbox until SIGINT or SIGTERM; print its URL on one line to stderr."""
-    with contextlib.suppress(KeyboardInterrupt):  # where signal handlers are unsupported
-        asyncio.run(_serve(settings, host, port))
-
-
-async def _serve(settings: SandboxSettings, host: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not main thread
-            pass
-    try:
-        async with await start_sandbox(settings, host=host, port=port) as sandbox:
-            print(f"bulkmeet sandbox listening on {sandbox.url}", file=sys.stderr, flush=True)
-            await stop.wait()
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+    def _on_ready(self, sandbox: Sandbox) -> None:
+        self._sandbox = sandbox
+        self._ready.set()
