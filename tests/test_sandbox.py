@@ -876,3 +876,14 @@ def test_every_public_name_is_exported() -> None:
     assert sorted(package.__all__) == sorted(set(package.__all__))
     for name in package.__all__:
         assert getattr(package, name) is not None, name
+
+
+def test_sandbox_command_bad_setting_is_one_line() -> None:
+    """A setting the sandbox refuses is a usage error (exit 2), not a traceback."""
+    from click.testing import CliRunner
+
+    from bulkmeet.cli import main
+
+    res = CliRunner().invoke(main, ["sandbox", "--fail-rate", "2", "--port", "0"])
+    assert res.exit_code == 2, (res.exception, res.output)
+    assert res.stderr == "bulkmeet: error: fail_rate must be in [0, 1], not 2.0\n"
