@@ -21,12 +21,12 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
-from bulkmeet import sandbox as sandbox_mod
 from bulkmeet.cli import main
 from bulkmeet.client import Credentials, classify
 from bulkmeet.errors import AuthError, ConfigError
 from bulkmeet.results import read_results
 from bulkmeet.sandbox import SandboxSettings, SandboxThread
+from bulkmeet.sandbox import app as sandbox_app
 
 from .helpers import CREDS, HEADER, SANDBOX, entries, meeting_row, write_csv
 
@@ -116,7 +116,7 @@ def test_no_credential_in_any_output_whatever_fails(
     settings, organizer, code, shown = FAILURES[case]
     write_csv(tmp_path / "in.csv", [meeting_row(i, organizer=organizer) for i in range(3)])
     if case == "400 malformed":  # the mapping sends only valid bodies: make the fake refuse one
-        monkeypatch.setattr(sandbox_mod, "meeting_errors", lambda body: ["forced 400"])
+        monkeypatch.setattr(sandbox_app, "meeting_errors", lambda body: ["forced 400"])
     # Alternate log formats and results formats across the cases, so each pair is covered.
     fmt, out = ("json", "r.jsonl") if len(case) % 2 else ("text", "r.csv")
     with SandboxThread(settings) as sb:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 from typing import TYPE_CHECKING, cast
@@ -13,12 +14,13 @@ from ..config import Config
 
 if TYPE_CHECKING:
     from ..runs import RunOptions
+    from ..sandbox import SandboxSettings
 from ..errors import BulkmeetError, UsageError
 from .common import (
+    EXIT_OK,
     RunOutputs,
     errors_out_file,
     exit_code,
-    fail,
     guard,
     main,
     parse_rate,
@@ -167,17 +169,43 @@ def sandbox(host: str, port: int, rate: float, window: str, daily: int,
 
     It limits like a default Gong company (3 calls/s in a sliding one-second window, 10,000 a
     day); --rate 0 --daily 0 take the limits off for fast trials."""
-    from ..sandbox import RetryAfterStyle, SandboxSettings, Window, serve
+    from ..sandbox import RetryAfterStyle, SandboxSettings, Window
 
-    settings = SandboxSettings(rate=rate or None, window=cast(Window, window), daily=daily or None,
-                               retry_after=cast(RetryAfterStyle, retry_after),
-                               fail_rate=fail_rate, drop_rate=drop_rate, latency=latency)
-    try:
-        serve(settings, host=host, port=port)
-    except ValueError as exc:
-        fail(UsageError(str(exc)))
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            fail(UsageError(f"port {port} on {host} is already in use; choose another with "
-                            "--port, or --port 0 for any free one"))
-        fail(UsageError(f"cannot listen on {host} port {port}: {exc.strerror or exc}"))
+    def go() -> int:
+        try:
+            settings = SandboxSettings(
+                rate=rate or None, window=cast(Window, window), daily=daily or None,
+                retry_after=cast(RetryAfterStyle, retry_after), fail_rate=fail_rate,
+                drop_rate=drop_rate, latency=latency)
+            asyncio.run(_serve_sandbox(settings, host, port))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} on {host} is already in use; choose another with "
+                                 "--port, or --port 0 for any free one") from None
+            raise UsageError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") \
+                from None
+        return EXIT_OK  # a server's normal end is a signal
+
+    guard(go)
+
+
+async def _serve_sandbox(settings: SandboxSettings, host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM, saying where on stderr. The first signal closes the
+    sandbox, letting requests in flight finish; a second one stops at once."""
+    from ..sandbox import Sandbox, serve
+
+    def ready(sandbox: Sandbox) -> None:
+        click.echo(f"bulkmeet sandbox listening on {sandbox.url}", err=True)
+
+    stop, hard = asyncio.Event(), asyncio.Event()
+    with signals(stop, hard, []):
+        serving = asyncio.create_task(serve(settings, stop=stop, host=host, port=port,
+                                            on_ready=ready))
+        stop_now = asyncio.create_task(hard.wait())
+        await asyncio.wait({serving, stop_now}, return_when=asyncio.FIRST_COMPLETED)
+        stop_now.cancel()
+        serving.cancel()  # nothing to do unless a second signal came first
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
