@@ -26,7 +26,15 @@ from dataclasses import dataclass
 from typing import Final, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TextColumn,
+)
+from rich.table import Column
 
 from .config import DEFAULT_STATUS_INTERVAL
 from .errors import BulkmeetError
@@ -288,16 +296,30 @@ class Display:
 
 
 class LiveBar(Display):
-    """A rich progress bar on a terminal, removed at the end (the summary follows it)."""
+    """A rich progress bar on a terminal, removed at the end (the summary follows it).
+
+    Each draw fits the line to the terminal's width: the `done/total` count always shows whole;
+    then a bar of at least BAR_MIN cells (when the terminal has room for one), then as many
+    details as fit (`details(width=...)` leaves out the least important first), then a longer
+    bar, then the `bulkmeet` label."""
+
+    BAR_MIN: Final = 8
+    BAR_MAX: Final = 40
+    LABEL: Final = "bulkmeet"
 
     def __init__(self, stream: TextIO, counter: RowCounter | None = None,
                  width: int | None = None) -> None:
         super().__init__(counter)
-        console = Console(file=stream, force_terminal=True, width=width)
+        self.console = Console(file=stream, force_terminal=True, width=width)
+        self._spinner = SpinnerColumn()
+        self._label = TextColumn(self.LABEL)
+        self._bar = BarColumn(bar_width=self.BAR_MAX)
+        self._counted = MofNCompleteColumn()
+        self._detail = TextColumn("{task.fields[detail]}", markup=False,
+                                  table_column=Column(no_wrap=True, overflow="ellipsis"))
         self.bar = Progress(
-            SpinnerColumn(), TextColumn("bulkmeet"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}", markup=False),
-            console=console, transient=True, auto_refresh=False, redirect_stderr=True,
+            self._spinner, self._label, self._bar, self._counted, self._detail,
+            console=self.console, transient=True, auto_refresh=False, redirect_stderr=True,
             redirect_stdout=False,
         )
         self._task = self.bar.add_task("rows", total=None, detail="starting")
@@ -306,8 +328,32 @@ class LiveBar(Display):
         self.bar.start()
 
     def draw(self, s: Snapshot) -> None:
-        self.bar.update(self._task, completed=s.done, total=s.total, detail=details(s))
+        self.bar.update(self._task, completed=s.done, total=s.total,
+                        detail=self._fit(s, self.console.width))
         self.bar.refresh()
+
+    def _fit(self, s: Snapshot, width: int) -> str:
+        """Choose the columns and the bar's width for `width` cells; return the details."""
+        # The count column pads `done` to the width of `total`: `  12/10000`.
+        count = 2 * len(str(s.total)) + 1 if s.total is not None else len(f"{s.done}/?")
+        room = width - 1 - 1 - count  # the spinner, the count and the space between them
+        bar = self.BAR_MIN if room - (self.BAR_MIN + 1) >= 2 * self.BAR_MIN else 0
+        room -= bar + 1 if bar else 0
+        text = details(s, max(0, room - 1))
+        spare = room - 1 - len(text)
+        if bar:
+            grow = min(max(0, spare), self.BAR_MAX - bar)
+            bar, spare = bar + grow, spare - grow
+        label = spare >= len(self.LABEL) + 1
+        columns: list[ProgressColumn] = [self._spinner]
+        if label:
+            columns.append(self._label)
+        if bar:
+            self._bar.bar_width = bar
+            columns.append(self._bar)
+        columns += [self._counted, self._detail]
+        self.bar.columns = tuple(columns)
+        return text
 
     def close(self) -> None:
         self.bar.stop()

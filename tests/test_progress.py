@@ -423,3 +423,50 @@ def test_the_shown_rate_is_never_above_the_shown_limit_by_rounding_or_window_edg
 def test_per_second_keeps_three_significant_digits_without_exponents(value: float,
                                                                      text: str) -> None:
     assert per_second(value) == text
+# --- the bar keeps the count on a narrow terminal (issue 11, item 8) ---------------------------
+
+
+BUSY = Snapshot(done=1234, total=10000, created=1200, failed=30, invalid=4, uncertain=0,
+                rate=2.94, eta=3000, paused=14.4, elapsed=420, limit=2.94)
+
+
+def _bar_line(s: Snapshot, width: int) -> str:
+    out = FakeTTY()
+    bar = LiveBar(out, width=width)
+    bar.open()
+    bar.draw(s)
+    bar.close()
+    frames = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue()).split("\r")
+    return [f for f in frames if "1234" in f][-1].rstrip("\n")
+
+
+CALM = Snapshot(done=1234, total=10000, created=1200, failed=30, invalid=0, uncertain=0,
+                rate=2.94, eta=3000, paused=0.0, elapsed=420, limit=2.94)
+
+
+@pytest.mark.parametrize(("snap", "width", "detail"), [
+    (CALM, 120, "1200 created · 30 failed · 2.94 req/s (limit 2.94) · ETA 50m00s"),
+    (CALM, 80, "1200 created · 30 failed · ETA 50m00s"),
+    (CALM, 60, "1200 created · 30 failed · ETA 50m00s"),
+    (BUSY, 120, "1200 created · 30 failed · 4 invalid · paused on 429: 14s left · ETA 50m00s"),
+    (BUSY, 80, "30 failed · paused on 429: 14s left · ETA 50m00s"),
+    (BUSY, 60, "30 failed · paused on 429: 14s left"),
+])
+def test_the_bar_keeps_the_count_and_drops_the_least_important_details(
+        snap: Snapshot, width: int, detail: str) -> None:
+    """On any width the count stays whole, with a bar beside it; the details that do not fit
+    go whole, least important first (rate, invalid, uncertain, created, ETA), never cut
+    mid-word. (rich alone squeezed the count to `12…` even on 120 columns.)"""
+    line = _bar_line(snap, width)
+    assert " 1234/10000 " in line
+    assert "━" in line
+    assert line.endswith(" 1234/10000 " + detail)
+    assert len(line) <= width
+
+
+def test_the_bar_without_a_total_on_a_narrow_terminal() -> None:
+    """Stdin: `done/?` stays visible too."""
+    s = Snapshot(done=1234, total=None, created=1234, failed=0, invalid=0, uncertain=0,
+                 rate=2.9, eta=None, paused=0.0, elapsed=420, limit=2.94)
+    line = _bar_line(s, 60)
+    assert "1234/?" in line and len(line) <= 60
