@@ -23,10 +23,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Final, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TextColumn,
+)
+from rich.table import Column
 
 from .config import DEFAULT_STATUS_INTERVAL
 from .engine import RunStats
@@ -37,6 +45,7 @@ from .reader import read_rows
 
 BAR_REFRESH = 0.25  # seconds between redraws of the bar: smooth enough for a 1 s countdown
 RATE_WINDOW = 15.0  # seconds of history behind the current rate and the ETA
+MIN_SPAN = 1.0  # seconds of history before a rate is shown as measured
 _CANCEL_CHECK = 1024  # rows counted between looks at the cancel flag
 
 RowCounter = Callable[[threading.Event], int | None]
@@ -72,11 +81,19 @@ def rows_done(stats: RunStats) -> int:
 
 
 class RateMeter:
-    """Requests/s and rows/s over the last `window` seconds, from samples taken on each tick."""
+    """Requests/s and rows/s over the last `window` seconds, from samples taken on each tick.
+
+    `span` is the history behind the last sample's figures. `snapshot` seeds a new meter with
+    the run's start (nothing sent, nothing done), so the first tick already measures."""
 
     def __init__(self, window: float = RATE_WINDOW) -> None:
         self.window = window
         self._samples: deque[tuple[float, int, int]] = deque()
+        self.span = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return not self._samples
 
     def sample(self, now: float, requests: int, done: int) -> tuple[float, float]:
         samples = self._samples
@@ -84,7 +101,7 @@ class RateMeter:
         while len(samples) > 2 and now - samples[1][0] >= self.window:
             samples.popleft()
         t0, r0, d0 = samples[0]
-        span = now - t0
+        self.span = span = now - t0
         if span <= 0:
             return 0.0, 0.0
         return (requests - r0) / span, (done - d0) / span
@@ -100,34 +117,53 @@ class Snapshot:
     failed: int
     invalid: int
     uncertain: int
-    rate: float  # requests per second, recently
+    rate: float | None  # requests per second, recently; None until MIN_SPAN of history
     eta: float | None  # seconds to the end; None when the total or the pace is unknown
     paused: float  # seconds left of a 429 pause; 0 when not paused
     elapsed: float
     limit: float | None = None  # the gate's rate now (auto mode moves it); None: unlimited
+    eta_estimated: bool = False  # the ETA is rows left at the limit, not a measured pace
 
 
 def snapshot(stats: RunStats, gate: Gate | None, total: int | None, meter: RateMeter,
              now: float | None = None) -> Snapshot:
+    """What to show now. The rate is measured over the meter's window once it spans MIN_SPAN;
+    a measured rate above the limit by no more than one request over the window (a request at
+    each end of it) is the limit's own pace and is shown as the limit. The ETA comes from the
+    measured pace of this run's own records (rows an earlier run settled are read at once and
+    say nothing of the pace); before there is one, from the rows left at the limit, marked as
+    an estimate."""
     now = time.monotonic() if now is None else now
     done = rows_done(stats)
-    rate, throughput = meter.sample(now, stats.requests, done)
+    own = sum(stats.counts.values())  # rows with a record written this run
+    if meter.empty:
+        meter.sample(stats.started, 0, 0)
+    measured, throughput = meter.sample(now, stats.requests, own)
+    limit = gate.effective_rate if gate is not None else None
+    rate: float | None = None
+    if meter.span >= MIN_SPAN:
+        rate = measured
+        if limit is not None and limit < rate <= limit + 1 / meter.span:
+            rate = limit
     paused = gate.remaining_pause() if gate is not None else 0.0
     eta: float | None = None
+    estimated = False
     if total is not None:
         left = max(0, total - done)
         if left == 0:
             eta = 0.0
-        elif throughput > 0:
+        elif rate is not None and throughput > 0:
             eta = paused + left / throughput
+        elif limit is not None:
+            eta, estimated = paused + left / limit, True
     c = stats.counts
     return Snapshot(
         done=done, total=total,
         created=c[Status.CREATED.value] + c[Status.UPDATED.value] + c[Status.DELETED.value],
         failed=c[Status.FAILED.value], invalid=c[Status.INVALID.value],
         uncertain=c[Status.UNCERTAIN.value] + stats.uncertain_before,
-        rate=rate, eta=eta, paused=paused, elapsed=now - stats.started,
-        limit=gate.effective_rate if gate is not None else None,
+        rate=rate, eta=eta, paused=paused, elapsed=now - stats.started, limit=limit,
+        eta_estimated=estimated,
     )
 
 
@@ -141,19 +177,55 @@ def duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def details(s: Snapshot) -> str:
-    """Counts, rate, pause countdown, ETA: `110 created · 3 failed · 2.9 req/s · ETA 2m10s`."""
-    parts = [f"{s.created} created", f"{s.failed} failed"]
+def per_second(value: float) -> str:
+    """A rate with three significant digits and no exponent: 2.94, 12.3, 250. The rate and its
+    limit both go through here, and rounding never reverses an order, so a rate at or below the
+    limit never reads above it."""
+    if value < 10:
+        return f"{value:.2f}"
+    if value < 100:
+        return f"{value:.1f}"
+    return f"{value:.0f}"
+
+
+# What a narrow bar drops first: the part with the highest number goes first.
+_DROP_ORDER: Final = {"rate": 6, "invalid": 5, "uncertain": 4, "created": 3, "eta": 2,
+                      "failed": 1, "paused": 0}
+
+
+def _parts(s: Snapshot) -> list[tuple[str, str]]:
+    parts = [("created", f"{s.created} created"), ("failed", f"{s.failed} failed")]
     if s.invalid:
-        parts.append(f"{s.invalid} invalid")
+        parts.append(("invalid", f"{s.invalid} invalid"))
     if s.uncertain:
-        parts.append(f"{s.uncertain} uncertain")
-    parts.append(f"{s.rate:.1f} req/s" + (f" (limit {s.limit:.3g})" if s.limit else ""))
+        parts.append(("uncertain", f"{s.uncertain} uncertain"))
+    if s.rate is not None:
+        limit = f" (limit {per_second(s.limit)})" if s.limit else ""
+        parts.append(("rate", f"{per_second(s.rate)} req/s{limit}"))
+    else:
+        limit = f" (limit {per_second(s.limit)} req/s)" if s.limit else ""
+        parts.append(("rate", f"rate: measuring…{limit}"))
     if s.paused > 0:
-        parts.append(f"paused on 429: {duration(s.paused)} left")
+        parts.append(("paused", f"paused on 429: {duration(s.paused)} left"))
     if s.eta is not None:
-        parts.append(f"ETA {duration(s.eta)}")
-    return " · ".join(parts)
+        eta = f"ETA ~{duration(s.eta)} at the limit" if s.eta_estimated else (
+            f"ETA {duration(s.eta)}")
+        parts.append(("eta", eta))
+    return parts
+
+
+def details(s: Snapshot, width: int | None = None) -> str:
+    """Counts, rate, pause countdown, ETA: `110 created · 3 failed · 2.94 req/s · ETA 2m10s`.
+
+    With `width`, whole parts are left out, least important first (see _DROP_ORDER), until the
+    rest fits; a last part still too long is cut with `…`."""
+    parts = _parts(s)
+    while width is not None and len(parts) > 1 and len(" · ".join(t for _, t in parts)) > width:
+        parts.remove(max(parts, key=lambda p: _DROP_ORDER[p[0]]))
+    text = " · ".join(t for _, t in parts)
+    if width is not None and len(text) > width:
+        text = text[:max(0, width - 1)] + "…" if width > 0 else ""
+    return text
 
 
 def status_line(s: Snapshot) -> str:
@@ -170,8 +242,10 @@ class Display:
 
     interval = BAR_REFRESH
 
-    def __init__(self, counter: RowCounter | None = None) -> None:
+    def __init__(self, counter: RowCounter | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._counter = counter
+        self._clock = clock
         self._cancel = threading.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.total: int | None = None
@@ -198,7 +272,7 @@ class Display:
 
     def snapshot(self) -> Snapshot:
         assert self.stats is not None
-        return snapshot(self.stats, self.gate, self.total, self.meter)
+        return snapshot(self.stats, self.gate, self.total, self.meter, now=self._clock())
 
     async def stop(self) -> None:
         """Stop drawing and clear the display; safe to call when never started."""
@@ -223,16 +297,30 @@ class Display:
 
 
 class LiveBar(Display):
-    """A rich progress bar on a terminal, removed at the end (the summary follows it)."""
+    """A rich progress bar on a terminal, removed at the end (the summary follows it).
+
+    Each draw fits the line to the terminal's width: the `done/total` count always shows whole;
+    then a bar of at least BAR_MIN cells (when the terminal has room for one), then as many
+    details as fit (`details(width=...)` leaves out the least important first), then a longer
+    bar, then the `bulkmeet` label."""
+
+    BAR_MIN: Final = 8
+    BAR_MAX: Final = 40
+    LABEL: Final = "bulkmeet"
 
     def __init__(self, stream: TextIO, counter: RowCounter | None = None,
                  width: int | None = None) -> None:
         super().__init__(counter)
-        console = Console(file=stream, force_terminal=True, width=width)
+        self.console = Console(file=stream, force_terminal=True, width=width)
+        self._spinner = SpinnerColumn()
+        self._label = TextColumn(self.LABEL)
+        self._bar = BarColumn(bar_width=self.BAR_MAX)
+        self._counted = MofNCompleteColumn()
+        self._detail = TextColumn("{task.fields[detail]}", markup=False,
+                                  table_column=Column(no_wrap=True, overflow="ellipsis"))
         self.bar = Progress(
-            SpinnerColumn(), TextColumn("bulkmeet"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}", markup=False),
-            console=console, transient=True, auto_refresh=False, redirect_stderr=True,
+            self._spinner, self._label, self._bar, self._counted, self._detail,
+            console=self.console, transient=True, auto_refresh=False, redirect_stderr=True,
             redirect_stdout=False,
         )
         self._task = self.bar.add_task("rows", total=None, detail="starting")
@@ -241,8 +329,32 @@ class LiveBar(Display):
         self.bar.start()
 
     def draw(self, s: Snapshot) -> None:
-        self.bar.update(self._task, completed=s.done, total=s.total, detail=details(s))
+        self.bar.update(self._task, completed=s.done, total=s.total,
+                        detail=self._fit(s, self.console.width))
         self.bar.refresh()
+
+    def _fit(self, s: Snapshot, width: int) -> str:
+        """Choose the columns and the bar's width for `width` cells; return the details."""
+        # The count column pads `done` to the width of `total`: `  12/10000`.
+        count = 2 * len(str(s.total)) + 1 if s.total is not None else len(f"{s.done}/?")
+        room = width - 1 - 1 - count  # the spinner, the count and the space between them
+        bar = self.BAR_MIN if room - (self.BAR_MIN + 1) >= 2 * self.BAR_MIN else 0
+        room -= bar + 1 if bar else 0
+        text = details(s, max(0, room - 1))
+        spare = room - 1 - len(text)
+        if bar:
+            grow = min(max(0, spare), self.BAR_MAX - bar)
+            bar, spare = bar + grow, spare - grow
+        label = spare >= len(self.LABEL) + 1
+        columns: list[ProgressColumn] = [self._spinner]
+        if label:
+            columns.append(self._label)
+        if bar:
+            self._bar.bar_width = bar
+            columns.append(self._bar)
+        columns += [self._counted, self._detail]
+        self.bar.columns = tuple(columns)
+        return text
 
     def close(self) -> None:
         self.bar.stop()
@@ -252,8 +364,9 @@ class StatusLines(Display):
     """One plain line every `interval` seconds: no escape codes, fit for CI logs."""
 
     def __init__(self, stream: TextIO, interval: float = DEFAULT_STATUS_INTERVAL,
-                 counter: RowCounter | None = None) -> None:
-        super().__init__(counter)
+                 counter: RowCounter | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(counter, clock)
         self.stream = stream
         self.interval = interval
 

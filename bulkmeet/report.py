@@ -35,6 +35,7 @@ from .logs import env_secrets, redact
 from .models import FINAL_STATUSES, Record, Status
 from .planner import Known, Send, Work
 from .results import iter_entries, now_iso
+from .words import plural
 
 EXIT_MEANINGS = {
     0: "every row succeeded",
@@ -297,9 +298,10 @@ def markdown(summary: dict[str, Any], rows: Sequence[RowResult]) -> str:
     lines.append("")
     quota = s.get("quota") or {}
     lines.append(
-        f"{s['rows']['read']} rows read in {s['wallSeconds']:.1f}s; {s['requests']} requests at "
-        f"{s['achievedRate']:.2f}/s; {s['rateLimited']} answered 429; paused {s['pauses']} "
-        f"time(s) for {s['pausedSeconds']:.1f}s"
+        f"{plural(s['rows']['read'], 'row')} read in {s['wallSeconds']:.1f}s; "
+        f"{plural(s['requests'], 'request')} at {s['achievedRate']:.2f}/s; "
+        f"{s['rateLimited']} answered 429; paused {plural(s['pauses'], 'time')} "
+        f"for {s['pausedSeconds']:.1f}s"
         + (f"; quota {quota['usedToday']}/{quota['budget']} used today" if quota else ""))
     if s.get("stopReason"):
         lines += ["", f"Stopped: {md_cell(s['stopReason'])}"]

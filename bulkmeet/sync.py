@@ -43,6 +43,7 @@ from .mapping import Mapper
 from .models import Record, Row, Status, payload_digest
 from .reader import read_rows
 from .results import ResultsWriter, read_results
+from .words import agree, plural
 
 if TYPE_CHECKING:
     from .engine import Journal, RowEvents, RunStats
@@ -213,9 +214,11 @@ def make_plan(rows: Iterable[Row], entries: Mapping[str, LedgerEntry], *, prune:
         plan.changes.append(_plan_row(row, entry, resend_uncertain))
     if keyless:
         plan.warnings.append(
-            f"{keyless} row(s) have no externalId and are known by their content: a moved or "
-            "renamed one is planned as a new meeting (and its old one is deleted only with "
-            "prune); map an externalId column to update them in place")
+            f"{plural(keyless, 'row')} {agree(keyless, 'has', 'have')} no externalId and "
+            f"{agree(keyless, 'is', 'are')} known by {agree(keyless, 'its', 'their')} content: a "
+            "moved or renamed one is planned as a new meeting (and its old one is deleted only "
+            f"with prune); map an externalId column to update {agree(keyless, 'it', 'them')} in "
+            "place")
     for key, entry in entries.items():
         if key in present:
             continue
@@ -227,8 +230,9 @@ def make_plan(rows: Iterable[Row], entries: Mapping[str, LedgerEntry], *, prune:
             if organizer is None:
                 reason = "the ledger does not know the organizer, which a delete needs"
             elif blind:
-                reason = (f"{blind} invalid row(s) have no readable key and could be this "
-                          "meeting; fix them to let the prune go ahead")
+                reason = (f"{plural(blind, 'invalid row')} {agree(blind, 'has', 'have')} no "
+                          "readable key and could be this meeting; fix "
+                          f"{agree(blind, 'it', 'them')} to let the prune go ahead")
             plan.changes.append(Change(Kind.HELD if reason else Kind.DELETE, key, 0,
                                        meeting_id=entry.meeting_id, organizer=organizer,
                                        reason=reason or "no longer in the input"))

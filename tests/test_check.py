@@ -317,13 +317,13 @@ def test_check_prints_each_bad_organizer_and_exits_1(tmp_path: Path, env: None,
     assert res.exit_code == 1, res.output
     out = res.stdout
     assert "5 rows read: 4 valid, 1 invalid (bulkmeet validate lists them" in out
-    assert "credentials accepted; 3 organizer(s) asked about in 1 call" in out
+    assert "credentials accepted; 3 organizers asked about in 1 call" in out
     assert "ok: ana@seller.example (1 row: line 2)" in out
     assert f"integration not valid: raj@seller.example (1 row: line 3)\n  {MSG_CONSENT}\n" \
         f"  fix: {FIX_URL}\n" in out
     assert f"not a Gong user: ghost@unknown.example (2 rows: lines 4, 6)\n  {MSG_NOT_A_USER}" \
         in out
-    assert out.endswith("bulkmeet: 1 organizer(s) ok, 2 with problems\n")
+    assert out.endswith("bulkmeet: 1 organizer ok, 2 with problems\n")
 
 
 def test_check_sandbox_all_good_exits_0(tmp_path: Path) -> None:

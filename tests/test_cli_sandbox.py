@@ -72,7 +72,7 @@ def test_undo_sandbox_deletes_what_a_sandbox_run_created(tmp_path: Path) -> None
     # The real undo's own file is untouched: a later real undo still sees every meeting.
     assert not (tmp_path / "r.undo.jsonl").exists()
     res = runner.invoke(main, ["undo", str(out), "--dry-run"])
-    assert "undo: 3 meeting(s) to delete" in res.output
+    assert "undo: 3 meetings to delete" in res.output
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ from bulkmeet.progress import (
     count_rows,
     duration,
     make_display,
+    per_second,
     rows_done,
     snapshot,
     status_line,
@@ -70,8 +71,9 @@ def test_rate_meter_measures_the_recent_window_only() -> None:
 
 
 def test_eta_from_the_recent_pace_plus_the_pause_left() -> None:
-    """ETA = rows left / rows per second, plus what remains of a 429 pause; unknown without a
-    total or before any progress."""
+    """ETA = rows left / rows per second since the start (or the last RATE_WINDOW seconds),
+    plus what remains of a 429 pause; before any pace, rows left at the limit, marked as an
+    estimate; unknown without a total."""
 
     async def go() -> tuple[Snapshot, Snapshot, Snapshot]:
         gate = Gate(3.0)
@@ -86,11 +88,13 @@ def test_eta_from_the_recent_pace_plus_the_pause_left() -> None:
         return first, later, no_total
 
     first, later, no_total = run_virtual(go())
-    assert first.eta is None  # no pace yet
+    assert first.rate is None  # no pace yet: the ETA is rows left at the limit
+    assert first.eta == pytest.approx(90 / 3.0) and first.eta_estimated
     assert later.paused == pytest.approx(12)
     assert later.rate == pytest.approx(2.0)
     assert later.limit == pytest.approx(3.0)
-    assert later.eta == pytest.approx(12 + 80 / 1.0)  # 10 rows in 10 s, 80 left
+    assert later.eta == pytest.approx(12 + 80 / 2.0)  # 20 rows in 10 s, 80 left
+    assert not later.eta_estimated
     assert no_total.eta is None and no_total.total is None
 
 
@@ -99,12 +103,12 @@ def test_status_line_shows_counts_rate_eta_and_the_countdown() -> None:
     s = Snapshot(done=120, total=500, created=110, failed=3, invalid=7, uncertain=0, rate=2.94,
                  eta=130, paused=12.2, elapsed=61, limit=2.94)
     assert status_line(s) == ("bulkmeet: 120/500 rows (24%) in 1m01s: 110 created · 3 failed · "
-                              "7 invalid · 2.9 req/s (limit 2.94) · paused on 429: 12s left · "
+                              "7 invalid · 2.94 req/s (limit 2.94) · paused on 429: 12s left · "
                               "ETA 2m10s")
     s = Snapshot(done=5, total=None, created=5, failed=0, invalid=0, uncertain=2, rate=0.0,
                  eta=None, paused=0.0, elapsed=3)
     assert status_line(s) == ("bulkmeet: 5 rows done in 3s: 5 created · 0 failed · 2 uncertain · "
-                              "0.0 req/s")
+                              "0.00 req/s")
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (59.4, "59s"), (60, "1m00s"),
@@ -167,7 +171,7 @@ def test_live_bar_draws_counts_and_the_429_countdown() -> None:
     bar.close()
     text = out.getvalue()
     assert "3/10" in text
-    assert "2 created · 1 failed · 2.5 req/s · paused on 429: 14s left · ETA 9s" in text
+    assert "2 created · 1 failed · 2.50 req/s · paused on 429: 14s left · ETA 9s" in text
     assert "━" in text  # rich's bar glyph
     assert "\x1b[?25l" in text and "\x1b[?25h" in text  # cursor hidden, then shown again
 
@@ -299,3 +303,158 @@ def test_status_interval_must_be_positive(tmp_path: Path, args: list[str], yaml:
     res = CliRunner().invoke(main, ["run", str(src), *SANDBOX, *args])
     assert res.exit_code == 2
     assert message in res.stderr
+
+
+# --- status lines right from the first one (issue 11, item 8) ----------------------------------
+
+
+def _first_lines(interval: float, lines: int = 1, total: int = 100) -> list[str]:
+    """A run paced at 3/s with the default 2% margin (2.94/s), each request settling one row,
+    watched by StatusLines on the virtual clock; the first `lines` lines it prints."""
+
+    async def go() -> list[str]:
+        loop = asyncio.get_running_loop()
+        gate = Gate(3.0, margin=0.02)
+        stats = RunStats(started=loop.time())
+        out = io.StringIO()
+        display = StatusLines(out, interval=interval, counter=lambda cancel: total,
+                              clock=loop.time)
+        display.start(stats, gate)
+
+        async def send() -> None:
+            while True:
+                await gate.acquire()
+                stats.requests += 1
+                stats.counts["created"] += 1
+
+        sender = asyncio.create_task(send())
+        await asyncio.sleep(interval * (lines + 0.5))  # the virtual clock: no real wait
+        sender.cancel()
+        await display.stop()
+        return out.getvalue().splitlines()[:lines]
+
+    return run_virtual(go())
+
+
+def test_the_first_status_line_measures_from_the_start_of_the_run() -> None:
+    """The first line of a CI log (15 s in) shows the rate since the start and an ETA from it;
+    45 requests in 15 s at a 2.94/s pace is the pace (one request at each end of the window),
+    shown as the limit, not above it."""
+    assert _first_lines(15.0) == [
+        "bulkmeet: 45/100 rows (45%) in 15s: 45 created · 0 failed · 2.94 req/s (limit 2.94) · "
+        "ETA 18s"]
+
+
+def test_before_the_rate_can_be_measured_it_says_so_and_the_eta_is_an_estimate() -> None:
+    """Half a second in, there is no rate to show yet: `rate: measuring…`, and the ETA is rows
+    left at the limit, marked `~` and said to be at the limit."""
+    first, second = _first_lines(0.5, lines=2)
+    assert first == ("bulkmeet: 2/100 rows (2%) in 1s: 2 created · 0 failed · "
+                     "rate: measuring… (limit 2.94 req/s) · ETA ~33s at the limit")
+    assert second == ("bulkmeet: 3/100 rows (3%) in 1s: 3 created · 0 failed · "
+                      "2.94 req/s (limit 2.94) · ETA 32s")  # a second in: measured
+
+
+def test_rows_settled_by_an_earlier_run_do_not_make_the_eta_optimistic() -> None:
+    """A resume counts rows settled before at reading speed: they are done, but not the pace
+    of the rows still to send, so the ETA comes from this run's own records."""
+
+    async def go() -> Snapshot:
+        loop = asyncio.get_running_loop()
+        stats = RunStats(started=loop.time())
+        stats.settled = 900
+        stats.requests = stats.counts["created"] = 30
+        return snapshot(stats, Gate(3.0), 1000, RateMeter(), now=stats.started + 10)
+
+    s = run_virtual(go())
+    assert s.done == 930
+    assert s.eta == pytest.approx(70 / 3.0)
+    assert not s.eta_estimated
+
+
+def test_no_rate_and_no_estimate_without_a_limit_or_a_total() -> None:
+    """Unlimited and not yet measured: no rate, no ETA (nothing honest to estimate from)."""
+    s = Snapshot(done=0, total=None, created=0, failed=0, invalid=0, uncertain=0, rate=None,
+                 eta=None, paused=0.0, elapsed=0.2)
+    assert status_line(s) == "bulkmeet: 0 rows done in 0s: 0 created · 0 failed · rate: measuring…"
+
+
+# --- the displayed rate never above the displayed limit (issue 11, item 8) ---------------------
+
+
+@pytest.mark.parametrize(("requests", "span", "limit", "shown"), [
+    (45, 15.0, 2.94, "2.94 req/s (limit 2.94)"),  # 3.00/s measured: one request at each end
+    (3, 1.0, 2.94, "2.94 req/s (limit 2.94)"),  # the shortest window that counts
+    (46, 15.0, 2.94, "3.07 req/s (limit 2.94)"),  # one more than the pace allows: shown
+    (44, 15.0, 2.94, "2.93 req/s (limit 2.94)"),  # below: as measured
+    (150, 15.0, 9.995, "9.99 req/s (limit 9.99)"),  # 10.00 vs 9.99 by rounding: clamped
+    (1500, 15.0, 99.95, "100.0 req/s (limit 100.0)"),
+])
+def test_the_shown_rate_is_never_above_the_shown_limit_by_rounding_or_window_edges(
+        requests: int, span: float, limit: float, shown: str) -> None:
+    """Both numbers go through one format; a measured excess that one request at the window's
+    edge explains is the pace itself and shows as the limit."""
+
+    async def go() -> Snapshot:
+        loop = asyncio.get_running_loop()
+        stats = RunStats(started=loop.time())
+        stats.requests = requests
+        gate = Gate(limit)
+        return snapshot(stats, gate, None, RateMeter(), now=stats.started + span)
+
+    assert shown in status_line(run_virtual(go()))
+
+
+@pytest.mark.parametrize(("value", "text"), [(0.0, "0.00"), (2.944, "2.94"), (2.996, "3.00"),
+                                             (9.994, "9.99"), (9.996, "10.00"), (12.34, "12.3"),
+                                             (99.96, "100.0"), (1234.5, "1234")])
+def test_per_second_keeps_three_significant_digits_without_exponents(value: float,
+                                                                     text: str) -> None:
+    assert per_second(value) == text
+# --- the bar keeps the count on a narrow terminal (issue 11, item 8) ---------------------------
+
+
+BUSY = Snapshot(done=1234, total=10000, created=1200, failed=30, invalid=4, uncertain=0,
+                rate=2.94, eta=3000, paused=14.4, elapsed=420, limit=2.94)
+
+
+def _bar_line(s: Snapshot, width: int) -> str:
+    out = FakeTTY()
+    bar = LiveBar(out, width=width)
+    bar.open()
+    bar.draw(s)
+    bar.close()
+    frames = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue()).split("\r")
+    return [f for f in frames if "1234" in f][-1].rstrip("\n")
+
+
+CALM = Snapshot(done=1234, total=10000, created=1200, failed=30, invalid=0, uncertain=0,
+                rate=2.94, eta=3000, paused=0.0, elapsed=420, limit=2.94)
+
+
+@pytest.mark.parametrize(("snap", "width", "detail"), [
+    (CALM, 120, "1200 created · 30 failed · 2.94 req/s (limit 2.94) · ETA 50m00s"),
+    (CALM, 80, "1200 created · 30 failed · ETA 50m00s"),
+    (CALM, 60, "1200 created · 30 failed · ETA 50m00s"),
+    (BUSY, 120, "1200 created · 30 failed · 4 invalid · paused on 429: 14s left · ETA 50m00s"),
+    (BUSY, 80, "30 failed · paused on 429: 14s left · ETA 50m00s"),
+    (BUSY, 60, "30 failed · paused on 429: 14s left"),
+])
+def test_the_bar_keeps_the_count_and_drops_the_least_important_details(
+        snap: Snapshot, width: int, detail: str) -> None:
+    """On any width the count stays whole, with a bar beside it; the details that do not fit
+    go whole, least important first (rate, invalid, uncertain, created, ETA), never cut
+    mid-word. (rich alone squeezed the count to `12…` even on 120 columns.)"""
+    line = _bar_line(snap, width)
+    assert " 1234/10000 " in line
+    assert "━" in line
+    assert line.endswith(" 1234/10000 " + detail)
+    assert len(line) <= width
+
+
+def test_the_bar_without_a_total_on_a_narrow_terminal() -> None:
+    """Stdin: `done/?` stays visible too."""
+    s = Snapshot(done=1234, total=None, created=1234, failed=0, invalid=0, uncertain=0,
+                 rate=2.9, eta=None, paused=0.0, elapsed=420, limit=2.94)
+    line = _bar_line(s, 60)
+    assert "1234/?" in line and len(line) <= 60

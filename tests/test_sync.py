@@ -155,7 +155,7 @@ def test_plan_lists_changes_with_fields_sends_nothing_and_exits_1_until_in_step(
     assert "  delete    ledger    c" in out
     assert "  delete    ledger    b" not in out  # an invalid row keeps its meeting
     res = invoke("plan", str(changed), "--ledger", str(ledger))
-    assert "1 meeting(s) in the ledger are no longer in the input; --prune deletes them" \
+    assert "1 meeting in the ledger is no longer in the input; --prune deletes it" \
         in res.stdout
     assert sandbox.state.requests == before
 
@@ -183,7 +183,7 @@ def test_a_sync_over_max_deletes_or_unconfirmed_sends_nothing(
     monkeypatch.setattr("bulkmeet.cli.sync._interactive", lambda: True)
     res = invoke("sync", str(night2), "--ledger", str(ledger), "--prune", input="n\n")
     assert res.exit_code == 1, res.output
-    assert "Delete 3 meeting(s) in Gong?" in res.stderr
+    assert "Delete 3 meetings in Gong?" in res.stderr
     assert sandbox.state.requests == before
     assert ledger.read_bytes() == ledger_bytes
 
@@ -328,7 +328,7 @@ def test_undo_leaves_gong_as_it_was_before_the_run(
 
     res = invoke("undo", str(results), "--ledger", str(ledger))
     assert res.exit_code == 0, res.output
-    assert "undo: 5 meeting(s) to delete" in res.stderr
+    assert "undo: 5 meetings to delete" in res.stderr
     assert sandbox.state.meetings == before
     undone = last_by_key(tmp_path / "in.results.undo.jsonl")
     assert {k: r["status"] for k, r in undone.items()} == {f"n{i}": "deleted" for i in range(5)}
@@ -341,7 +341,7 @@ def test_undo_leaves_gong_as_it_was_before_the_run(
     requests = sandbox.state.requests
     res = invoke("undo", str(results), "--ledger", str(ledger))
     assert res.exit_code == 0, res.output
-    assert "undo: 0 meeting(s) to delete (5 deleted by an earlier undo)" in res.stderr
+    assert "undo: 0 meetings to delete (5 deleted by an earlier undo)" in res.stderr
     assert sandbox.state.requests == requests
 
 
@@ -353,9 +353,9 @@ def test_undo_of_many_meetings_is_a_dry_run_without_yes(
     results = str(tmp_path / "in.results.jsonl")
     res = invoke("undo", results)
     assert res.exit_code == 1, res.output
-    assert res.stdout.splitlines()[0] == "undo: 21 meeting(s) to delete"
+    assert res.stdout.splitlines()[0] == "undo: 21 meetings to delete"
     assert len(res.stdout.splitlines()) == 22
-    assert "dry run, nothing was deleted; --yes deletes these 21 meeting(s)" in res.stderr
+    assert "dry run, nothing was deleted; --yes deletes these 21 meetings" in res.stderr
     assert len(sandbox.state.meetings) == 21
     res = invoke("undo", results, "--yes")
     assert res.exit_code == 0, res.output
@@ -399,7 +399,7 @@ def test_rows_without_external_id_are_warned_about() -> None:
             "invitees": [], "organizerEmail": ANA}
     plan = make_plan([Row(2, "h:00", body), _valid(3, "a")], {})
     assert len(plan.warnings) == 1
-    assert plan.warnings[0].startswith("1 row(s) have no externalId")
+    assert plan.warnings[0].startswith("1 row has no externalId and is known by its content")
     assert make_plan([_valid(3, "a")], {}).warnings == []
 
 

@@ -19,6 +19,7 @@ from .. import config as config_mod
 from ..config import Config
 from ..errors import BulkmeetError, InputError
 from ..models import FINAL_STATUSES, Status
+from ..words import plural
 
 if TYPE_CHECKING:
     from ..engine import RowEvents, RunStats
@@ -166,11 +167,6 @@ def _run_code(stats: RunStats, signals: list[int]) -> int:
     return EXIT_OK
 
 
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """`1 row`, `2 rows`, `0 rows`."""
-    return f"{n} {word if n == 1 else (many or word + 's')}"
-
-
 def errors_out_file(cfg: Config, input: str, results: str, path: str, code: int, *,
                     sheet: str | None = None) -> int:
     """Write --errors-out and say what it holds; a file that cannot be written is one line and
@@ -199,7 +195,7 @@ def summary_lines(stats: RunStats, out: str) -> list[str]:
         lines.append(f"  {stats.skipped} skipped: already done in an earlier run, nothing sent")
     lines.append(f"  {plural(stats.requests, 'request')} at {stats.achieved_rate:.2f}/s; "
                  f"{stats.rate_limited} answered 429; "
-                 f"paused {stats.pauses} time(s) for {stats.paused_seconds:.1f}s")
+                 f"paused {plural(stats.pauses, 'time')} for {stats.paused_seconds:.1f}s")
     if stats.refused_before:
         lines.append(f"  {stats.refused_before} refused by Gong in an earlier run and unchanged "
                      "since: not sent again (fix the rows, see --errors-out)")
@@ -212,9 +208,9 @@ def summary_lines(stats: RunStats, out: str) -> list[str]:
     if stats.stop_reason:
         lines.append(f"  stopped: {stats.stop_reason}")
     if stats.unrecorded:
-        lines.append(f"  {stats.unrecorded} outcome(s) could not be written to the results file; "
-                     "once there is room, the same command resumes: rows never sent are sent, "
-                     "a request that went out is reported uncertain")
+        lines.append(f"  {plural(stats.unrecorded, 'outcome')} could not be written to the "
+                     "results file; once there is room, the same command resumes: rows never "
+                     "sent are sent, a request that went out is reported uncertain")
     if stats.unread:
         lines.append("  the rest of the input was not read; run the same command again to resume")
     lines.append(f"  results: {out}")

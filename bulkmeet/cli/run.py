@@ -32,7 +32,7 @@ from .common import (
     summary_lines,
     warn_fast_rate,
 )
-from .validate import echo_notes, input_config, mapping_options
+from .validate import echo_notes, hinting, input_config, mapping_options
 
 
 @main.command()
@@ -105,7 +105,7 @@ def run(input: str, config_path: str | None, out: str | None, rate: str | None,
 
     def reported() -> int:
         try:
-            return go()
+            return hinting(go)()
         except BulkmeetError as exc:  # stopped before it ran: CI still gets a summary
             if out is not None or not os.path.isdir(input):  # a folder has no results beside
                 outputs.write_error(exc, input, out or default_out(input))

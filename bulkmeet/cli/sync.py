@@ -16,6 +16,7 @@ import click
 
 from ..config import Config
 from ..errors import UsageError
+from ..words import agree, plural
 
 if TYPE_CHECKING:
     from ..engine import RunStats
@@ -43,7 +44,6 @@ from .common import (
     log,
     main,
     parse_rate,
-    plural,
     require_file,
     sandbox_limit,
     sandbox_options,
@@ -58,7 +58,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _HEAD = ((Kind.CREATE, "to create"), (Kind.UPDATE, "to update"), (Kind.REPLACE, "to replace"),
          (Kind.DELETE, "to delete"), (Kind.UNCHANGED, "unchanged"), (Kind.INVALID, "invalid"),
          (Kind.DUPLICATE, "duplicate"), (Kind.SKIPPED, "skipped by the filter"),
-         (Kind.UNCERTAIN, "uncertain"), (Kind.HELD, "delete(s) held back"))
+         (Kind.UNCERTAIN, "uncertain"), (Kind.HELD, "held back"))
 
 
 def _interactive() -> bool:
@@ -71,7 +71,8 @@ def _interactive() -> bool:
 
 def plan_head(plan: Plan) -> str:
     counts = plan.counts()
-    parts = [f"{counts[k]} {label}" for k, label in _HEAD if counts[k]]
+    parts = [plural(counts[k], "delete") + " held back" if k is Kind.HELD
+             else f"{counts[k]} {label}" for k, label in _HEAD if counts[k]]
     return f"plan: {plural(plan.rows_read, 'row')} read: {', '.join(parts) or 'nothing'}"
 
 
@@ -92,8 +93,9 @@ def plan_lines(plan: Plan, *, max_deletes: int | None = None) -> list[str]:
     lines += [change_line(c) for c in plan.changes
               if c.kind not in (Kind.UNCHANGED, Kind.SKIPPED)]
     if plan.absent:
-        lines.append(f"  {plan.absent} meeting(s) in the ledger are no longer in the input; "
-                     "--prune deletes them")
+        lines.append(f"  {plural(plan.absent, 'meeting')} in the ledger "
+                     f"{agree(plan.absent, 'is', 'are')} no longer in the input; --prune deletes "
+                     f"{agree(plan.absent, 'it', 'them')}")
     n = len(plan.deletes)
     if max_deletes is not None and n > max_deletes:
         lines.append(f"  sync would refuse: {n} deletes, more than --max-deletes {max_deletes}")
@@ -109,7 +111,7 @@ def _undo_line(item: UndoItem, what: str) -> str:
 
 
 def undo_lines(plan: UndoPlan) -> list[str]:
-    head = f"undo: {len(plan.items)} meeting(s) to delete"
+    head = f"undo: {plural(len(plan.items), 'meeting')} to delete"
     extra = []
     if plan.done:
         extra.append(f"{plan.done} deleted by an earlier undo")
@@ -250,9 +252,9 @@ def sync(input: str, config_path: str | None, ledger: str | None, prune: bool, y
             for c in deletes:
                 click.echo(change_line(c), err=True)
             if not _interactive():
-                raise UsageError(f"this sync would delete {len(deletes)} meeting(s): confirm "
-                                 "with --yes (stdin is not a terminal); nothing was sent")
-            if not click.confirm(f"Delete {len(deletes)} meeting(s) in Gong?", err=True):
+                raise UsageError(f"this sync would delete {plural(len(deletes), 'meeting')}: "
+                                 "confirm with --yes (stdin is not a terminal); nothing was sent")
+            if not click.confirm(f"Delete {plural(len(deletes), 'meeting')} in Gong?", err=True):
                 click.echo("bulkmeet: nothing was sent", err=True)
                 return EXIT_ROWS
         from ..runs import default_out
@@ -309,8 +311,9 @@ def undo(results: str, config_path: str | None, ledger: str | None, yes: bool, d
             for line in lines:
                 click.echo(line)
             if the_plan.items:
-                click.echo(f"bulkmeet: dry run, nothing was deleted; --yes deletes these "
-                           f"{len(the_plan.items)} meeting(s)", err=True)
+                n = len(the_plan.items)
+                click.echo(f"bulkmeet: dry run, nothing was deleted; --yes deletes "
+                           f"{agree(n, 'this', 'these')} {plural(n, 'meeting')}", err=True)
             return EXIT_ROWS if the_plan.items else EXIT_OK
         click.echo(lines[0], err=True)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -15,6 +16,7 @@ import click
 import orjson
 
 from ..config import Config
+from ..errors import BulkmeetError
 from ..triage import Triage
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ from ..models import Status
 from ..presets import PRESETS
 from ..reader import read_rows
 from ..results import ResultsWriter
+from ..words import agree, plural
 from .common import (
     EXIT_OK,
     EXIT_ROWS,
@@ -31,7 +34,6 @@ from .common import (
     load_config,
     main,
     parse_rate,
-    plural,
     require_file,
     sandbox_limit,
     sandbox_options,
@@ -107,6 +109,36 @@ def anchor_paths(mapping: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     return out
 
 
+# A config key a message suggests, and the flag that sets it on run, validate and check.
+_FLAG_HINTS: Final = ((re.compile(r"mapping\.organizerEmail: (\{const|not mapped)"),
+                       "--organizer", "--organizer EMAIL"),
+                      (re.compile(r"`timezone:`"), "--timezone", "--timezone ZONE"),
+                      (re.compile(r"mapping\.preset:"), "--preset", "--preset NAME"))
+
+
+def name_flags(message: str) -> str:
+    """`message` with the flag named after a config key it suggests (`mapping.organizerEmail:
+    {const: ...}`, `timezone:`, `mapping.preset`), for the commands that take those flags."""
+    for pattern, flag, usage in _FLAG_HINTS:
+        if pattern.search(message) and flag not in message:
+            message += f" (or {usage})"
+    return message
+
+
+def hinting(fn: Callable[[], int]) -> Callable[[], int]:
+    """`fn`, its errors naming the mapping flags (see name_flags)."""
+
+    def run() -> int:
+        try:
+            return fn()
+        except BulkmeetError as exc:
+            if len(exc.args) == 1 and isinstance(exc.args[0], str):
+                exc.args = (name_flags(exc.args[0]),)
+            raise
+
+    return run
+
+
 def input_config(config_path: str | None, *, preset: str | None = None,
                  organizer: str | None = None, tz: str | None = None,
                  **overrides: Any) -> tuple[Config, list[str]]:
@@ -134,7 +166,7 @@ def input_config(config_path: str | None, *, preset: str | None = None,
             changes["timezone"] = zone
             notes.append(f"times are read in this computer's time zone, {zone} (the "
                          f"{mapping['preset']} export has none); set `timezone:` or --timezone "
-                         "to choose another")
+                         "ZONE to choose another")
     return cfg.replace(**changes), notes
 
 
@@ -156,8 +188,8 @@ def _input_options(fn: F) -> F:
 def _lines(organizer: Organizer) -> str:
     shown = ", ".join(map(str, organizer.lines))
     more = ", …" if organizer.rows > len(organizer.lines) else ""
-    rows = "1 row" if organizer.rows == 1 else f"{organizer.rows} rows"
-    return f"{rows}: line{'s' if organizer.rows > 1 else ''} {shown}{more}"
+    lines = agree(organizer.rows, "line", "lines")
+    return f"{plural(organizer.rows, 'row')}: {lines} {shown}{more}"
 
 
 def _counts(counts: Mapping[str, int]) -> str:
@@ -230,7 +262,7 @@ def validate(input: str, config_path: str | None, preset: str | None, organizer:
                     else:
                         click.echo(f"line {row.line}: invalid")
                         for error in record.errors:
-                            click.echo(f"  {error}")
+                            click.echo(f"  {name_flags(error)}")
         finally:
             if writer is not None:
                 writer.close()
@@ -239,7 +271,7 @@ def validate(input: str, config_path: str | None, preset: str | None, organizer:
             click.echo(f"  records of rows not sent: {out}")
         return EXIT_OK if triage.all_valid else EXIT_ROWS
 
-    guard(go)
+    guard(hinting(go))
 
 
 # --- check -------------------------------------------------------------------------------------
@@ -279,7 +311,7 @@ def check(input: str, config_path: str | None, preset: str | None, organizer: st
         _print_preflight(report)
         return EXIT_OK if report.ok else EXIT_ROWS
 
-    guard(go)
+    guard(hinting(go))
 
 
 def _print_preflight(report: Preflight) -> None:
@@ -288,9 +320,9 @@ def _print_preflight(report: Preflight) -> None:
     if counts.get("invalid") or counts.get("duplicate"):
         line += " (bulkmeet validate lists them; only valid rows are checked)"
     click.echo(line)
-    calls = "1 call" if report.requests == 1 else f"{report.requests} calls"
+    calls = plural(report.requests, "call")
     if report.answered:
-        click.echo(f"bulkmeet: credentials accepted; {len(report.organizers)} organizer(s) "
+        click.echo(f"bulkmeet: credentials accepted; {plural(len(report.organizers), 'organizer')} "
                    f"asked about in {calls}")
     for o in report.organizers:
         if o.ok:
@@ -306,4 +338,5 @@ def _print_preflight(report: Preflight) -> None:
     bad = sum(1 for o in report.organizers if not o.ok)
     if report.error is not None:
         click.echo(f"bulkmeet: could not check everything: {report.error}")
-    click.echo(f"bulkmeet: {len(report.organizers) - bad} organizer(s) ok, {bad} with problems")
+    click.echo(f"bulkmeet: {plural(len(report.organizers) - bad, 'organizer')} ok, "
+               f"{bad} with problems")
