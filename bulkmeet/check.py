@@ -240,9 +240,11 @@ async def preflight(
     """Read and map the input (no network), then ask Gong about its organizers."""
     credentials = (Credentials.basic(*SANDBOX_CREDENTIALS) if sandbox
                    else Credentials.from_env())
-    triage = Triage(mapper or Mapper.from_config(cfg))
+    mapper = mapper or Mapper.from_config(cfg)
+    triage = Triage(mapper)
     with read_rows(input_path, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
                    sheet=sheet) as raws:
+        mapper.check_header(raws.columns, input_path)
         organizers = collect_organizers(raws, triage)
     report = Preflight(organizers, triage.counts)
     async with sandbox_if(sandbox, cfg) as cfg:

@@ -140,12 +140,19 @@ async def run_job(
     else:
         credentials = Credentials.from_env()
     mapping_warnings = None
+    compiled = None
     if mapper is None:
         compiled = Mapper.from_config(cfg)
         mapper, mapping_warnings = compiled.map, compiled.drain_warnings
     if raws is None:
         raws = read_rows(opts.input, fmt=cfg.format, delimiter=cfg.delimiter,
                          encoding=cfg.encoding, sheet=opts.sheet)
+        if compiled is not None:
+            try:
+                compiled.check_header(raws.columns, opts.input)
+            except BaseException:
+                raws.close()
+                raise
     prior, ledger, writer = open_state(cfg, opts)
     try:
         async with sandbox_if(opts.sandbox, cfg) as cfg:
@@ -224,12 +231,14 @@ def estimate(cfg: Config, opts: JobOptions) -> Estimate | None:
             return None
     except OSError:
         return None
-    triage = Triage(Mapper.from_config(cfg))
+    mapper = Mapper.from_config(cfg)
+    triage = Triage(mapper)
     prior = None if opts.fresh else read_results(opts.out)
     ledger = read_ledger(cfg.ledger)[0] if cfg.ledger else {}
     rows = to_send = invalid = done = 0
     with read_rows(opts.input, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
                    sheet=opts.sheet) as raws:
+        mapper.check_header(raws.columns, opts.input)
         for raw in raws:
             rows += 1
             verdict = triage(raw)

@@ -268,6 +268,7 @@ def read_plan(cfg: Config, input_path: str, ledger_path: str, *, prune: bool = F
     entries, warnings = read_ledger(ledger_path)
     with read_rows(input_path, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
                    sheet=sheet) as raws:
+        mapper.check_header(raws.columns, input_path)
         plan = make_plan((mapper.map(raw) for raw in raws), entries, prune=prune,
                          resend_uncertain=resend_uncertain)
     plan.warnings = [*warnings, *plan.warnings, *mapper.drain_warnings()]
