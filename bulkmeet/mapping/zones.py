@@ -112,8 +112,9 @@ class _Clock:
                     column = (f" or fill column {self.tz_column!r}"
                               if self.tz_column is not None else "")
                     errors.append(f"{where}, {label} ({field}): {_shown(value)} has no UTC offset "
-                                  "and no time zone is set; set `timezone:` in the config (an "
-                                  f"IANA name such as Europe/Berlin){column}")
+                                  "and no time zone is set; pass --timezone (an IANA name such "
+                                  "as Europe/Berlin) or set `timezone:` in the config"
+                                  f"{column}")
                 return None
             local = dt.replace(tzinfo=tz, microsecond=0)  # fold=0: first of a repeated hour
             utc = local.astimezone(UTC)
