@@ -521,10 +521,14 @@ def _syntax_error(line: int, last: int, exc: csv.Error) -> str:
 
 
 def _count_error(line: int, last: int, width: int, record: list[str]) -> str:
-    message = f"line {line}: expected {width} fields as in the header, found {len(record)}"
+    message = f"line {line}: expected {_fields(width)} as in the header, found {len(record)}"
     if last > line:
         message += f" (the record runs over lines {line}-{last}: is a quote left open?)"
     return message
+
+
+def _fields(n: int) -> str:
+    return "1 field" if n == 1 else f"{n} fields"
 
 
 def _first_escaped(value: str) -> tuple[int, int] | None:
@@ -697,7 +701,7 @@ def _xlsx_records(numbered: Iterator[tuple[int, tuple[Any, ...]]],
             extra = values[width:]
             if any(_filled(v) for v in extra):
                 found = width + max(i for i, v in enumerate(extra, 1) if _filled(v))
-                message = f"expected {width} fields as in the header, found {found}"
+                message = f"expected {_fields(width)} as in the header, found {found}"
                 yield RawRow(number, None, f"line {number}: {message}")
                 continue
             values = values[:width]

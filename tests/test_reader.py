@@ -890,3 +890,10 @@ def test_jsonl_round_trip(values: list[tuple[Any, bytes]]) -> None:
             )
         line += ending.count(b"\n")
     assert from_bytes(data, "jsonl") == expected
+
+
+def test_field_count_error_says_1_field() -> None:
+    """Plurals right: a one-column header expects '1 field', not '1 fields'."""
+    assert from_bytes(b"a\nx,y\n", "csv") == [
+        RawRow(2, None, "line 2: expected 1 field as in the header, found 2")
+    ]

@@ -68,7 +68,8 @@ class _Clock:
             start = self._localize(got, where, "startTime", tz, tz_failed, errors)
         if isinstance(self.end, _Duration):
             minutes = self.end.minutes(fields, where, errors)
-            end_label, end_shown, end_raw = self.end.src.label, f"{minutes} minutes", None
+            unit = "minute" if minutes == 1 else "minutes"
+            end_label, end_shown, end_raw = self.end.src.label, f"{minutes} {unit}", None
             if start is not None and minutes is not None:
                 try:
                     end_utc = (start[1] + timedelta(minutes=minutes)).replace(microsecond=0)
