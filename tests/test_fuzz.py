@@ -12,6 +12,7 @@ import csv
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 from hypothesis import HealthCheck, given, settings
@@ -74,7 +75,7 @@ def csv_inputs(draw: st.DrawFn) -> tuple[bytes, int]:
     return out.getvalue().encode("utf-8"), rows
 
 
-def journal(data: bytes, fmt: str, tmp: Path) -> tuple[list[dict[str, object]], str | None]:
+def journal(data: bytes, fmt: str, tmp: Path) -> tuple[list[dict[str, Any]], str | None]:
     """Read, map and record every row as run's reader stage does; the results file's final
     records, and the InputError text if the input as a whole was refused."""
     out = tmp / "r.jsonl"
