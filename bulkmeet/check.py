@@ -25,9 +25,9 @@ from .errors import UsageError
 from .gate import Gate
 from .mapping import Mapper
 from .models import RawRow, Status
+from .planner import read_input
 from .policy import Again, Finish, Pause, TooLong, next_step
 from .quota import DailyQuota
-from .reader import read_rows
 from .results import iter_entries
 from .session import Target, credentials_for, open_session
 from .triage import Triage, Verdict
@@ -242,9 +242,9 @@ async def preflight(
     """Read and map the input (no network), then ask Gong about its organizers."""
     target = Target(sandbox=sandbox, sandbox_rate=sandbox_rate, insecure=insecure)
     credentials = credentials_for(target)
-    triage = Triage(mapper or Mapper.from_config(cfg))
-    with read_rows(input_path, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
-                   sheet=sheet) as raws:
+    mapper = mapper or Mapper.from_config(cfg)
+    triage = Triage(mapper)
+    with read_input(cfg, input_path, mapper, sheet=sheet) as raws:
         organizers = collect_organizers(raws, triage)
     report = Preflight(organizers, triage.counts)
     async with open_session(cfg, target, credentials=credentials, connections=1) as session:

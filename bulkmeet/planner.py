@@ -20,9 +20,11 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from .config import Config
 from .ledger import LedgerEntry
 from .mapping import Mapper
 from .models import RawRow, Record, Row, Status, payload_digest, value_class
+from .reader import Rows, read_rows
 from .results import ResultsState
 from .triage import Decision, Triage, decide
 
@@ -134,6 +136,19 @@ class Planner:
 
 def _unmapped(raw: RawRow) -> Row:  # pragma: no cover - a planner of rows maps nothing
     raise AssertionError("this planner takes rows already mapped")
+
+
+def read_input(cfg: Config, path: str, mapper: Mapper, *, sheet: str | None = None) -> Rows:
+    """Open an input for `mapper`: a column the mapping reads that the header lacks stops here
+    (one error naming it and the columns there are), before any row is read or sent."""
+    raws = read_rows(path, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
+                     sheet=sheet)
+    try:
+        mapper.check_header(raws.columns, path)
+    except BaseException:
+        raws.close()
+        raise
+    return raws
 
 
 # -- retry: the rows whose last outcome may pass now --------------------------------------

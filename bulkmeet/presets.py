@@ -58,13 +58,14 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
 
 PRESET_HINTS: Final[dict[str, dict[str, str]]] = {
     "google": {
-        "organizerEmail": "Google Calendar's CSV export has no organizer column; set "
-        "mapping.organizerEmail: {const: you@example.com} (or a column of your own)",
+        "organizerEmail": "Google Calendar's CSV export has no organizer column; pass "
+        "--organizer you@example.com, or set mapping.organizerEmail: {const: you@example.com} "
+        "(or a column of your own)",
     },
     "salesforce": {
         "organizerEmail": "Salesforce exports OwnerId, a user id, not an email; set "
         "mapping.organizerEmail: {column: OwnerId, directory: owners.csv} (a CSV of OwnerId,email) "
-        "or mapping.organizerEmail: {const: you@example.com}",
+        "or mapping.organizerEmail: {const: you@example.com}, or pass --organizer you@example.com",
     },
 }
 """Per preset and API field: what to tell the user when the preset cannot fill a required field."""

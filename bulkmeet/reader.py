@@ -3,8 +3,11 @@
 `read_rows` opens the source and reads its header at call time, so every problem with the
 source as a whole (missing file, unknown format or encoding, bad header, an .xlsx that is not
 a zip) raises InputError there. After that a malformed record never raises: it becomes a
-RawRow with `fields=None` and an `error` naming its line, and reading goes on. (The one
-mid-stream InputError left is a multi-byte codec such as utf-16 meeting a cut-off character.)
+RawRow with `fields=None` and an `error` naming its line, and reading goes on; so does a record
+longer than MAX_RECORD_CHARS (its text never becomes rows) and a JSONL object nested deeper than
+MAX_JSON_DEPTH. The mid-stream InputErrors left: an input with no data row at all (a header-only
+CSV or sheet, an empty JSONL), raised when reading reaches its end, and a multi-byte codec such
+as utf-16 meeting a cut-off character.
 
 Nothing reads the whole file: CSV and JSONL go line by line through the C parsers (csv,
 orjson), XLSX through openpyxl's read-only streaming mode.
@@ -50,6 +53,14 @@ DELIMITERS = (",", ";", "\t")  # sniffing candidates; on a tie the earlier one w
 SNIFF_MAX_LINES = 50
 SNIFF_MAX_CHARS = 64 * 1024
 STDIN_NAME = "<stdin>"
+# One record (a CSV row with all its cells, a JSONL line) holds at most this many characters;
+# a longer one is one invalid row, and reading goes on after it. csv's own field limit is
+# raised to it, so no cell under the cap is cut (csv's default, 131,072, is not enough for long
+# notes) and none over it ever reaches the csv module.
+MAX_RECORD_CHARS = 4 * 1024 * 1024
+# A JSONL object nested deeper than this (the top-level object is level 1) is an invalid row:
+# no real export nests so deep, and the mapping's messages and keys walk the value.
+MAX_JSON_DEPTH = 32
 
 _EXCEL_HINT = "; if the file was saved by Excel on Windows, try encoding: cp1252"
 _JSON_KINDS = {
@@ -227,15 +238,149 @@ def _csv_rows(
         head = _head_lines(text, codec)
         if delimiter is None:
             delimiter = _sniff(head)
+        if csv.field_size_limit() < MAX_RECORD_CHARS:
+            csv.field_size_limit(MAX_RECORD_CHARS)  # _Lines keeps every record within it
+        lines = _Lines(head, text, delimiter)
         # strict: a stray quote is an error row rather than a silently mangled value
-        reader = csv.reader(chain(head, text), delimiter=delimiter, strict=True)
-        columns, line_num = _csv_header(reader, name, codec)
+        reader = csv.reader(lines, delimiter=delimiter, strict=True)
+        columns = _csv_header(reader, lines, name, codec)
         opened.columns, opened.delimiter = columns, delimiter
         yield _READY
         try:
-            yield from _csv_records(reader, columns, codec, line_num)
+            yield from _not_empty(_csv_records(reader, lines, columns, codec),
+                                  f"{name}: no data rows: the file has a header and nothing else")
         except UnicodeError as exc:  # only codecs like utf-16 can fail past surrogateescape
             raise InputError(f"{name}: cannot decode as {_shown(codec)}: {exc}") from None
+
+
+def _not_empty(rows: Iterator[RawRow], message: str) -> Iterator[RawRow]:
+    """`rows`, then InputError(message) at the end if there were none: an input without a
+    row is a mistake (the wrong file, an export cut short), said once like an empty file.
+    Raised at the end, not up front, so that read_rows returns on a pipe with just the header.
+    """
+    for row in rows:
+        yield row
+        break
+    else:
+        raise InputError(message)
+    yield from rows
+
+
+class _TooLong(Exception):
+    """Raised by _Lines, through the csv reader, for a record over MAX_RECORD_CHARS: the record
+    has been read to its end already; `field` is the 0-based field where the cap was crossed."""
+
+    def __init__(self, field: int) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+class _Lines:
+    """The csv reader's source of lines: counts physical lines, and keeps records bounded.
+
+    The csv reader asks for the next line only while its record goes on, and never reads past
+    a record's last line, so what this hands out between two `start_record` calls is one
+    record. When that passes MAX_RECORD_CHARS, the record is read to its end here (_Scan
+    follows its quotes) without building it, and _TooLong stops the csv reader, whose next
+    call starts afresh on the line after the record: the text of an over-long cell never
+    becomes rows of its own.
+    """
+
+    __slots__ = ("_head", "_text", "_delimiter", "_pieces", "_size", "_at_line_start",
+                 "line_num")
+
+    def __init__(self, head: list[str], text: TextIO, delimiter: str) -> None:
+        self._head = iter(head)
+        self._text = text
+        self._delimiter = delimiter
+        self._pieces: list[str] = []  # the current record's lines (at most the cap in all)
+        self._size = 0
+        self._at_line_start = True
+        self.line_num = 0  # the physical line last read from
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def _read(self) -> str:
+        piece = next(self._head, None)
+        if piece is None:
+            piece = self._text.readline(MAX_RECORD_CHARS + 1)  # a longer line comes in parts
+        if piece:
+            self.line_num += self._at_line_start
+            self._at_line_start = piece[-1] in "\r\n"
+        return piece
+
+    def __next__(self) -> str:
+        piece = self._read()
+        if not piece:
+            raise StopIteration
+        self._size += len(piece)
+        self._pieces.append(piece)
+        if self._size > MAX_RECORD_CHARS:
+            raise self._skip_record()
+        return piece
+
+    def start_record(self) -> None:
+        self._pieces.clear()
+        self._size = 0
+
+    def _skip_record(self) -> _TooLong:
+        scan = _Scan(self._delimiter)
+        budget = MAX_RECORD_CHARS
+        field = 0
+        for piece in self._pieces:
+            if 0 <= budget < len(piece):
+                scan.feed(piece[:budget])
+                field = scan.field
+                scan.feed(piece[budget:])
+            else:
+                scan.feed(piece)
+            budget -= len(piece)
+        piece = self._pieces[-1]
+        self.start_record()
+        while piece[-1] not in "\r\n" or scan.state == _Scan.QUOTED:
+            piece = self._read()
+            if not piece:
+                break
+            scan.feed(piece)
+        return _TooLong(field)
+
+
+class _Scan:
+    """Follows a CSV record's fields and quotes as the csv module would (strict dialect, `"`
+    quoting), without keeping the text: str.find does the scanning, so it stays fast."""
+
+    START, UNQUOTED, QUOTED, AFTER_QUOTE = range(4)
+    __slots__ = ("delimiter", "state", "field")
+
+    def __init__(self, delimiter: str) -> None:
+        self.delimiter = delimiter
+        self.state = _Scan.START
+        self.field = 0  # 0-based index of the field being read
+
+    def feed(self, text: str) -> None:
+        state, field, delimiter = self.state, self.field, self.delimiter
+        i, n = 0, len(text)
+        while i < n:
+            if state == _Scan.QUOTED:
+                j = text.find('"', i)
+                if j < 0:
+                    break
+                state, i = _Scan.AFTER_QUOTE, j + 1
+            elif state == _Scan.UNQUOTED:
+                j = text.find(delimiter, i)
+                if j < 0:
+                    break
+                state, field, i = _Scan.START, field + 1, j + 1
+            else:
+                ch = text[i]
+                if ch == '"':  # opens a quoted field, or is a doubled quote inside one
+                    state, i = _Scan.QUOTED, i + 1
+                elif ch == delimiter:
+                    state, field, i = _Scan.START, field + 1, i + 1
+                else:  # plain text (or a line end: the caller looks at where lines end)
+                    state = _Scan.UNQUOTED
+        self.state, self.field = state, field
 
 
 def _head_lines(text: TextIO, codec: str) -> list[str]:
@@ -288,19 +433,23 @@ def _sniff(lines: list[str]) -> str:
     return max(DELIMITERS, key=counts.__getitem__)
 
 
-def _csv_header(reader: Any, name: str, codec: str) -> tuple[tuple[str, ...], int]:
-    """The header's column names and the line number it ends on."""
+def _csv_header(reader: Any, lines: _Lines, name: str, codec: str) -> tuple[str, ...]:
+    """The header's column names."""
     line_num = 0
     try:
         for record in reader:
             line = line_num + 1
-            line_num = reader.line_num
+            line_num = lines.line_num
+            lines.start_record()
             if "".join(record).strip():
                 break
         else:
             raise InputError(f"{name}: no header row: the file has no data")
     except csv.Error as exc:
         raise InputError(f"{name}: line {line_num + 1}: cannot read the header: {exc}") from None
+    except _TooLong:
+        raise InputError(f"{name}: line {line_num + 1}: the header is longer than "
+                         f"{MAX_RECORD_CHARS:,} characters; is this a CSV file?") from None
     except UnicodeError as exc:
         raise InputError(f"{name}: cannot decode as {_shown(codec)}: {exc}") from None
     for number, cell in enumerate(record, 1):
@@ -312,18 +461,20 @@ def _csv_header(reader: Any, name: str, codec: str) -> tuple[tuple[str, ...], in
                 f"{name}: line {line}: header column {number}: bytes not valid {_shown(codec)} "
                 f"(0x{byte:02X} at position {pos}){hint}"
             )
-    return _column_names(record, f"{name}: line {line}"), line_num
+    return _column_names(record, f"{name}: line {line}")
 
 
 def _csv_records(
-    reader: Any, columns: tuple[str, ...], codec: str, line_num: int
+    reader: Any, lines: _Lines, columns: tuple[str, ...], codec: str
 ) -> Iterator[RawRow]:
     width = len(columns)
+    line_num = lines.line_num
     while True:
         try:
             for record in reader:
                 line = line_num + 1
-                line_num = reader.line_num
+                line_num = lines.line_num
+                lines.start_record()
                 joined = "".join(record)
                 if not joined or joined.isspace():
                     continue  # blank line, or a row of empty cells
@@ -343,8 +494,20 @@ def _csv_records(
             return
         except csv.Error as exc:
             line = line_num + 1
-            line_num = reader.line_num
+            line_num = lines.line_num
+            lines.start_record()
             yield RawRow(line, None, _syntax_error(line, line_num, exc))
+        except _TooLong as exc:
+            line = line_num + 1
+            line_num = lines.line_num
+            yield RawRow(line, None, _too_long_error(line, line_num, columns, exc.field))
+
+
+def _too_long_error(line: int, last: int, columns: tuple[str, ...], field: int) -> str:
+    where = f"column {columns[field]!r}" if field < len(columns) else f"field {field + 1}"
+    span = f" (it runs over lines {line}-{last})" if last > line else ""
+    return (f"line {line}, {where}: the record is longer than {MAX_RECORD_CHARS:,} characters, "
+            f"the most bulkmeet reads in one row{span}; is a quote left open?")
 
 
 def _syntax_error(line: int, last: int, exc: csv.Error) -> str:
@@ -358,10 +521,14 @@ def _syntax_error(line: int, last: int, exc: csv.Error) -> str:
 
 
 def _count_error(line: int, last: int, width: int, record: list[str]) -> str:
-    message = f"line {line}: expected {width} fields as in the header, found {len(record)}"
+    message = f"line {line}: expected {_fields(width)} as in the header, found {len(record)}"
     if last > line:
         message += f" (the record runs over lines {line}-{last}: is a quote left open?)"
     return message
+
+
+def _fields(n: int) -> str:
+    return "1 field" if n == 1 else f"{n} fields"
 
 
 def _first_escaped(value: str) -> tuple[int, int] | None:
@@ -391,7 +558,8 @@ def _decode_error(line: int, columns: tuple[str, ...], record: list[str], codec:
 def _jsonl_rows(
     source: str, name: str, codec: str, stdin: BinaryIO | None, opened: _Opened
 ) -> Generator[RawRow, None, None]:
-    """One JSON object per physical line (split on \\n: JSON text never holds a raw newline).
+    """One JSON object per physical line. Lines end at \\n, \\r\\n or a lone \\r, as in CSV
+    (JSON text never holds a raw line break, so no record is split by this).
 
     UTF-8 bytes go straight to orjson; another encoding must be ASCII-compatible (the file is
     split into lines as bytes) and each line is decoded before parsing.
@@ -399,25 +567,69 @@ def _jsonl_rows(
     with ExitStack() as stack:
         binary = _open_binary(source, name, stdin, stack)
         yield _READY
-        lines = iter(binary)
-        first = next(lines, None)
-        if first is None:
-            return
-        if first.startswith(codecs.BOM_UTF8):
-            first = first[len(codecs.BOM_UTF8) :]
-        utf8 = codec == "utf-8-sig"
-        for number, raw in enumerate(chain((first,), lines), 1):
-            try:
-                value = orjson.loads(raw if utf8 else raw.decode(codec))
-            except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
-                if raw.strip():
-                    yield RawRow(number, None, _json_error(number, raw, codec, exc))
-                continue
-            if type(value) is dict:
-                yield RawRow(number, value)
+        yield from _not_empty(_jsonl_records(_jsonl_lines(binary, source == "-", stack), codec),
+                              f"{name}: no data rows: the file is empty")
+
+
+def _jsonl_lines(binary: BinaryIO, is_stdin: bool, stack: ExitStack) -> Iterator[bytes | None]:
+    """Each physical line's bytes, split on \\n, \\r\\n and \\r; None for one past the cap.
+
+    latin-1 maps each byte to one character and back, so splitting in text mode (the C code of
+    TextIOWrapper, which knows all three line ends) hands back the bytes as they were.
+    """
+    text = io.TextIOWrapper(binary, encoding="latin-1", newline="")
+    stack.callback(text.detach if is_stdin else text.close)
+    readline = text.readline
+    limit = MAX_RECORD_CHARS + 1
+    first = True
+    while line := readline(limit):
+        if first and line.startswith("\xef\xbb\xbf"):
+            line = line[3:]
+        first = False
+        if len(line) == limit and line[-1] not in "\r\n":  # over the cap: skip to its end
+            while (rest := readline(limit)) and len(rest) == limit and rest[-1] not in "\r\n":
+                pass
+            yield None
+            continue
+        yield line.encode("latin-1")
+
+
+def _jsonl_records(lines: Iterator[bytes | None], codec: str) -> Iterator[RawRow]:
+    utf8 = codec == "utf-8-sig"
+    for number, raw in enumerate(lines, 1):
+        if raw is None:
+            yield RawRow(number, None, f"line {number}: the record is longer than "
+                         f"{MAX_RECORD_CHARS:,} characters, the most bulkmeet reads in one row")
+            continue
+        try:
+            value = orjson.loads(raw if utf8 else raw.decode(codec))
+        except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
+            if raw.strip():
+                yield RawRow(number, None, _json_error(number, raw, codec, exc))
+            continue
+        if type(value) is dict:
+            if _too_deep(value):
+                yield RawRow(number, None, f"line {number}: the object is nested more than "
+                             f"{MAX_JSON_DEPTH} levels deep, the most bulkmeet reads")
             else:
-                kind = _JSON_KINDS.get(type(value), type(value).__name__)
-                yield RawRow(number, None, f"line {number}: expected a JSON object, found {kind}")
+                yield RawRow(number, value)
+        else:
+            kind = _JSON_KINDS.get(type(value), type(value).__name__)
+            yield RawRow(number, None, f"line {number}: expected a JSON object, found {kind}")
+
+
+def _too_deep(value: dict[str, Any]) -> bool:
+    """Whether objects and arrays nest past MAX_JSON_DEPTH (the top object is level 1); walked
+    with a list, not recursion, so any depth orjson accepts is measured safely."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        for child in item.values() if type(item) is dict else item:
+            if type(child) is dict or type(child) is list:
+                if depth >= MAX_JSON_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _json_error(number: int, raw: bytes, codec: str, exc: ValueError) -> str:
@@ -472,21 +684,28 @@ def _xlsx_rows(
         columns = _xlsx_header(numbered, f"{name}, sheet {ws.title!r}")
         opened.columns = columns
         yield _READY
-        width = len(columns)
-        padding = ("",) * width
-        for number, cells in numbered:
-            values = [_cell(v) for v in cells]
-            if not any(_filled(v) for v in values):
+        yield from _not_empty(_xlsx_records(numbered, columns),
+                              f"{name}, sheet {ws.title!r}: no data rows: the sheet has a header "
+                              "and nothing else")
+
+
+def _xlsx_records(numbered: Iterator[tuple[int, tuple[Any, ...]]],
+                  columns: tuple[str, ...]) -> Iterator[RawRow]:
+    width = len(columns)
+    padding = ("",) * width
+    for number, cells in numbered:
+        values = [_cell(v) for v in cells]
+        if not any(_filled(v) for v in values):
+            continue
+        if len(values) > width:
+            extra = values[width:]
+            if any(_filled(v) for v in extra):
+                found = width + max(i for i, v in enumerate(extra, 1) if _filled(v))
+                message = f"expected {_fields(width)} as in the header, found {found}"
+                yield RawRow(number, None, f"line {number}: {message}")
                 continue
-            if len(values) > width:
-                extra = values[width:]
-                if any(_filled(v) for v in extra):
-                    found = width + max(i for i, v in enumerate(extra, 1) if _filled(v))
-                    message = f"expected {width} fields as in the header, found {found}"
-                    yield RawRow(number, None, f"line {number}: {message}")
-                    continue
-                values = values[:width]
-            yield RawRow(number, dict(zip(columns, chain(values, padding), strict=False)))
+            values = values[:width]
+        yield RawRow(number, dict(zip(columns, chain(values, padding), strict=False)))
 
 
 def _cell(value: Any) -> Any:

@@ -22,9 +22,8 @@ from .errors import JournalError, UsageError
 from .ledger import Ledger, read_ledger
 from .mapping import Mapper
 from .models import Row
-from .planner import Estimate, Planner, Work, count_work, small_file
+from .planner import Estimate, Planner, Work, count_work, read_input, small_file
 from .quota import quota_for
-from .reader import read_rows
 from .results import ResultsState, ResultsWriter, read_results
 from .session import Session, Target, credentials_for, open_session
 
@@ -159,8 +158,7 @@ async def run_input(
     """`bulkmeet run`: read and map the input, plan it by the resume rules, send the rest."""
     credentials_for(opts.target)
     mapper = Mapper.from_config(cfg)
-    raws = read_rows(opts.input, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
-                     sheet=opts.sheet)
+    raws = read_input(cfg, opts.input, mapper, sheet=opts.sheet)
     prior = read_prior(cfg, opts)
     ledger = open_ledger(cfg.ledger)
     journal = Journal(ResultsWriter(opts.out, fresh=opts.fresh), ledger)
@@ -212,11 +210,11 @@ def estimate(cfg: Config, opts: RunOptions) -> Estimate | None:
     prior = None if opts.fresh else read_results(opts.out)
     ledger = read_ledger(cfg.ledger)[0] if cfg.ledger else {}
     # Quiet: the run itself says each row's mapping warnings.
-    planner = Planner(Mapper.from_config(cfg), prior=prior, ledger=ledger,
+    mapper = Mapper.from_config(cfg)
+    planner = Planner(mapper, prior=prior, ledger=ledger,
                       resend_uncertain=opts.resend_uncertain, quiet=True)
     try:
-        with read_rows(opts.input, fmt=cfg.format, delimiter=cfg.delimiter,
-                       encoding=cfg.encoding, sheet=opts.sheet) as raws:
+        with read_input(cfg, opts.input, mapper, sheet=opts.sheet) as raws:
             rows, to_send, invalid, done = count_work(planner.plan(raws))
     finally:
         planner.close()

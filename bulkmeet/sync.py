@@ -41,7 +41,7 @@ from .errors import InputError, UsageError
 from .ledger import Ledger, LedgerEntry, read_ledger
 from .mapping import Mapper
 from .models import Record, Row, Status, payload_digest
-from .reader import read_rows
+from .planner import read_input
 from .results import ResultsWriter, read_results
 from .words import agree, plural
 
@@ -271,8 +271,7 @@ def read_plan(cfg: Config, input_path: str, ledger_path: str, *, prune: bool = F
     """Read and map the input, read the ledger (without writing to it), and plan."""
     mapper = Mapper.from_config(cfg)
     entries, warnings = read_ledger(ledger_path)
-    with read_rows(input_path, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
-                   sheet=sheet) as raws:
+    with read_input(cfg, input_path, mapper, sheet=sheet) as raws:
         plan = make_plan((mapper.map(raw) for raw in raws), entries, prune=prune,
                          resend_uncertain=resend_uncertain)
     plan.warnings = [*warnings, *plan.warnings, *mapper.drain_warnings()]

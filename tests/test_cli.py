@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import orjson
 import pytest
 from click.testing import CliRunner
 
 from bulkmeet.cli import main
 from bulkmeet.sandbox import SandboxSettings, SandboxThread
 
-from .helpers import CREDS, SANDBOX, finals, last_by_key, meeting_row, write_csv
+from .helpers import CREDS, HEADER, SANDBOX, finals, last_by_key, meeting_row, write_csv
 
 
 @pytest.fixture
@@ -228,3 +229,80 @@ def test_retry_sends_rows_deferred_by_the_budget_from_their_recorded_payloads(
         res = runner.invoke(main, ["retry", str(out), "--rate", "1000"])
         assert res.exit_code == 0, res.output
         assert sorted(sb.state.created_by_external_id) == [f"ext-{i}" for i in range(4)]
+
+
+SMUGGLED = ("2026-12-01T09:00:00Z,2026-12-01T09:30:00Z,Smuggled,ceo@example.com,smuggled-{n},"
+            "victim@example.com")
+
+
+@pytest.mark.parametrize("size", [200_000, 5 * 1024 * 1024])
+def test_rows_inside_a_long_cell_are_never_sent(runner: CliRunner, tmp_path: Path, env: None,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                size: int) -> None:
+    """Issue 12 item 2: a title longer than csv's old 131,072 limit, holding CSV rows, is one
+    row: the sandbox never sees a smuggled externalId, and each input row gets one record."""
+    filler = "x" * 997
+    count = size // (len(filler) + len(SMUGGLED)) + 1
+    parts = [f"{filler}\n{SMUGGLED.format(n=n)}\n" for n in range(count)]
+    long_row = meeting_row(0)
+    long_row[2] = "".join(parts)
+    src = write_csv(tmp_path / "in.csv", [long_row, meeting_row(1)])
+    out = tmp_path / "r.jsonl"
+    with SandboxThread(SandboxSettings(rate=None)) as sb:
+        _sandbox_env(monkeypatch, sb.url)
+        res = runner.invoke(main, ["run", str(src), "--rate", "1000", "--out", str(out)])
+        sent = dict(sb.state.created_by_external_id)
+    assert not any(key.startswith("smuggled") for key in sent), sent
+    first, second = sorted(finals(out), key=lambda r: r["line"])  # one record per input row
+    assert first["line"] == 2 and second["line"] == 3 + long_row[2].count("\n"), res.output
+    assert second["status"] == "created" and second["key"] == "ext-1"
+    if size < 4 * 1024 * 1024:
+        assert first["status"] == "created" and first["key"] == "ext-0"
+    else:  # over the cap: one invalid row, keyed by its line (its fields were never read)
+        assert first["status"] == "invalid" and first["key"] == "line:2"
+        assert first["errors"][0].startswith(
+            "line 2, column 'title': the record is longer than 4,194,304 characters")
+
+
+def test_a_missing_column_stops_the_run_before_anything_is_sent(
+        runner: CliRunner, tmp_path: Path, env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 item 3: 2,000 rows without the organizer column: one line, exit 2, no request
+    (it printed a warning per row and exited 1)."""
+    src = tmp_path / "in.csv"
+    with open(src, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["startTime", "endTime", "title", "externalId", "invitees"])
+        w.writerows([r[:3] + r[4:] for r in (meeting_row(i) for i in range(2000))])
+    for args in (["run", str(src), "--rate", "1000"],
+                 ["run", "-", "--format", "csv", "--rate", "1000", "--out", str(tmp_path / "o")]):
+        with SandboxThread(SandboxSettings(rate=None)) as sb:
+            _sandbox_env(monkeypatch, sb.url)
+            res = runner.invoke(main, args, input=src.read_bytes())
+            assert sb.state.requests == 0
+        assert res.exit_code == 2, res.output
+        assert res.stderr.startswith("bulkmeet: error: ")
+        assert res.stderr.count("\n") == 1, res.stderr
+        assert "no column 'organizerEmail' (mapping.organizerEmail); its columns are " \
+            "'startTime', 'endTime', 'title', 'externalId', 'invitees'" in res.stderr
+
+
+def test_deeply_nested_jsonl_on_stdin_is_one_invalid_row(
+        runner: CliRunner, tmp_path: Path, env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12 item 8: a JSONL object nested ~1000 deep crashed the run mid-stream (rows left
+    not_sent, the rest unread, no summary); now it is one invalid row and the rest are sent."""
+    rows = [dict(zip(HEADER, meeting_row(i), strict=True)) for i in range(100)]
+    lines = [orjson.dumps(r) for r in rows]
+    lines[50] = b'{"externalId": "deep", "title": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+    out = tmp_path / "r.jsonl"
+    with SandboxThread(SandboxSettings(rate=None)) as sb:
+        _sandbox_env(monkeypatch, sb.url)
+        res = runner.invoke(main, ["run", "-", "--format", "jsonl", "--rate", "1000",
+                                   "--out", str(out)], input=b"\r".join(lines) + b"\r")
+        assert sb.state.creates == 99
+    assert res.exit_code == 1, res.output
+    counts = Counter(r["status"] for r in finals(out))
+    assert counts == {"created": 99, "invalid": 1}
+    assert "99 created, 1 invalid" in res.stderr
+    (bad,) = [r for r in finals(out) if r["status"] == "invalid"]
+    assert bad["errors"] == ["line 51: the object is nested more than 32 levels deep, the most "
+                             "bulkmeet reads"]

@@ -168,8 +168,18 @@ def test_naive_time_without_timezone_says_to_set_timezone() -> None:
     """No config timezone and no offset: the error tells the user to set `timezone`."""
     errors = bad(run({**BASE, "startTime": "2024-03-15 10:00"}, tz=None))
     assert errors == ("line 5, column 'startTime' (startTime): '2024-03-15 10:00' has no UTC "
-                      "offset and no time zone is set; set `timezone:` in the config (an IANA "
-                      "name such as Europe/Berlin)",)
+                      "offset and no time zone is set; pass --timezone (an IANA name such as "
+                      "Europe/Berlin) or set `timezone:` in the config",)
+
+
+def test_a_date_cell_in_a_message_shows_as_written_not_as_a_python_repr() -> None:
+    """Issue 11 item 9: an xlsx date cell without a zone reads '2027-02-01 09:00:00' in the
+    error, not datetime.datetime(2027, 2, 1, 9, 0)."""
+    errors = bad(run({**BASE, "startTime": datetime(2027, 2, 1, 9, 0)}, tz=None))
+    assert errors == ("line 5, column 'startTime' (startTime): '2027-02-01 09:00:00' has no UTC "
+                      "offset and no time zone is set; pass --timezone (an IANA name such as "
+                      "Europe/Berlin) or set `timezone:` in the config",)
+    assert "datetime." not in errors[0]
 
 
 def test_brief_example_message() -> None:
@@ -187,7 +197,7 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("number", {"endTime": 1710496800},
      "column 'endTime' (endTime): 1710496800 is not an ISO-8601 time"),
     ("xlsx date", {"startTime": date(2024, 3, 15)},
-     "column 'startTime' (startTime): datetime.date(2024, 3, 15) has no time of day"),
+     "column 'startTime' (startTime): '2024-03-15' has no time of day"),
     ("absent start", {"startTime": None},
      "column 'startTime' (startTime): no such column in this row; startTime is required"),
     ("blank end", {"endTime": "  "},
@@ -203,7 +213,8 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str]] = [
      "column 'organizerEmail' (organizerEmail): 'org@example' is not a valid email address"),
     ("organizer name", {"organizerEmail": "Olga Org"},
      "column 'organizerEmail' (organizerEmail): 'Olga Org' is not an email address; map names "
-     "to emails with mapping.invitee_directory, or set mapping.organizerEmail: {const: "),
+     "to emails with mapping.invitee_directory, or set mapping.organizerEmail: {const: "
+     "you@example.com} or pass --organizer you@example.com"),
     ("organizer list", {"organizerEmail": ["org@example.com"]},
      "column 'organizerEmail' (organizerEmail): ['org@example.com'] is not an email address"),
     ("invitee no tld", {"invitees": "ann@example.com; bob@localhost"},
@@ -379,7 +390,8 @@ CONFIG_ERRORS: list[tuple[dict[str, Any], str]] = [
     ({"invitees": {"column": "A", "separator": ""}}, "mapping.invitees.separator: must be"),
     ({"preset": "teams"}, "mapping.preset: unknown preset 'teams' (known: google, outlook"),
     ({"preset": "google"}, "mapping.organizerEmail: not mapped, and it is required; Google "
-     "Calendar's CSV export has no organizer column; set mapping.organizerEmail: {const: "),
+     "Calendar's CSV export has no organizer column; pass --organizer you@example.com, or set "
+     "mapping.organizerEmail: {const: "),
     ({"preset": "salesforce"}, "set mapping.organizerEmail: {column: OwnerId, directory: "),
     ({"unresolved_invitees": "maybe"}, "mapping.unresolved_invitees: must be error or drop"),
     ({"all_day": "yes"}, "mapping.all_day: must be reject or skip or allow"),
@@ -512,7 +524,8 @@ def test_timezone_column() -> None:
         "line 5, column 'TZ' (time zone): 'Mars/Base' is not an IANA time zone name (for example "
         "Europe/Berlin)",)
     assert bad(run({**fields, "TZ": ""}, mapping, tz=None))[0].endswith(
-        "set `timezone:` in the config (an IANA name such as Europe/Berlin) or fill column 'TZ'")
+        "pass --timezone (an IANA name such as Europe/Berlin) or set `timezone:` in the config "
+        "or fill column 'TZ'")
 
 
 def test_invitees_from_several_columns_with_separator() -> None:
@@ -541,7 +554,7 @@ def test_invitee_directory_resolves_names(tmp_path: Path) -> None:
     row = mapper.map(RawRow(3, {**BASE, "Org": "Nobody", "Who": "Ghost"}))
     assert bad(row) == (
         "line 3, column 'Org' (organizerEmail): 'Nobody' is not in mapping.invitee_directory, or "
-        "set mapping.organizerEmail: {const: you@example.com}",
+        "set mapping.organizerEmail: {const: you@example.com} or pass --organizer you@example.com",
         "line 3, column 'Who' (invitees): 'Ghost' is not in mapping.invitee_directory (add the "
         "person, or set mapping.unresolved_invitees: drop)",
     )

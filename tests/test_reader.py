@@ -9,6 +9,7 @@ import queue
 import re
 import sys
 import threading
+import time as time_module
 import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, time
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 
 from bulkmeet.errors import InputError
 from bulkmeet.models import RawRow
-from bulkmeet.reader import detect_format, read_rows
+from bulkmeet.reader import MAX_JSON_DEPTH, MAX_RECORD_CHARS, detect_format, read_rows
 
 DATA = Path(__file__).parent / "data" / "reader"
 EXCEL_HINT = "; if the file was saved by Excel on Windows, try encoding: cp1252"
@@ -30,8 +31,14 @@ PROPERTY = settings(max_examples=60, deadline=None)
 
 
 def rows_of(source: str | Path, **options: Any) -> list[RawRow]:
+    """The rows of `source`; [] for an input without rows (which raises only at its end)."""
     with read_rows(str(source), **options) as rows:
-        return list(rows)
+        got: list[RawRow] = []
+        try:
+            got.extend(rows)
+        except InputError as exc:
+            assert not got and ": no data rows: " in str(exc)
+        return got
 
 
 def from_bytes(data: bytes, fmt: str, **options: Any) -> list[RawRow]:
@@ -269,14 +276,51 @@ def test_quote_inside_an_unquoted_value_is_kept() -> None:
     assert from_bytes(b'a,b\n5" screen,x\n', "csv") == [RawRow(2, {"a": '5" screen', "b": "x"})]
 
 
-def test_oversized_field_is_an_error_row_and_reading_goes_on() -> None:
-    """A field past csv's size limit becomes an error row naming its line; the next rows read."""
-    limit = csv.field_size_limit()
-    data = b'a,b\n1,"' + b"x" * (limit + 10) + b'"\n2,ok\n'
+def test_a_cell_past_the_old_csv_limit_is_read_whole() -> None:
+    """A 300,000-character quoted cell with newlines (csv's default limit is 131,072) is one
+    value, and the rows after it keep their line numbers."""
+    cell = ("note line\r\n" * 30_000).encode()
+    data = b'a,b\n1,"' + cell + b'"\n2,ok\n'
     rows = from_bytes(data, "csv")
-    assert rows[0].fields is None and rows[0].error is not None
-    assert rows[0].error.startswith("line 2: field larger than field limit")
-    assert rows[-1] == RawRow(3, {"a": "2", "b": "ok"})
+    assert rows == [
+        RawRow(2, {"a": "1", "b": cell.decode()}), RawRow(30_003, {"a": "2", "b": "ok"})
+    ]
+
+
+def test_text_inside_an_over_long_cell_never_becomes_rows() -> None:
+    """A record past MAX_RECORD_CHARS is one invalid row naming its line and column; the CSV
+    rows hidden in its cell are skipped with it, and reading goes on after it."""
+    smuggled = b"\nsmuggled-1,Smuggled,2026-12-01T09:00:00Z\n"
+    cell = (b"x" * 1000 + smuggled) * (MAX_RECORD_CHARS // 1000 + 10)
+    data = b"id,title,start\nreal-1,\"" + cell + b"\",2026-12-01T10:00:00Z\nreal-2,ok,z\n"
+    rows = from_bytes(data, "csv")
+    last = 2 + cell.count(b"\n")
+    assert rows == [
+        RawRow(2, None, f"line 2, column 'title': the record is longer than "
+               f"{MAX_RECORD_CHARS:,} characters, the most bulkmeet reads in one row (it runs "
+               f"over lines 2-{last}); is a quote left open?"),
+        RawRow(last + 1, {"id": "real-2", "title": "ok", "start": "z"}),
+    ]
+
+
+def test_an_over_long_line_without_quotes_is_one_row() -> None:
+    """A single line past the cap (no quotes, no newlines) is one invalid row too."""
+    data = b"a,b\n1," + b"y" * (MAX_RECORD_CHARS + 5) + b"\n2,ok\n"
+    rows = from_bytes(data, "csv")
+    assert len(rows) == 2 and rows[0].fields is None
+    assert rows[0].error is not None and rows[0].error.startswith("line 2, column 'b': the record")
+    assert rows[1] == RawRow(3, {"a": "2", "b": "ok"})
+
+
+def test_five_megabyte_cell_with_newlines_is_one_row_and_fast() -> None:
+    """Issue 12: a 5 MB quoted cell with newlines gave a million records and ran past 20 s."""
+    cell = b'a,b,""c""\n' * (5 * 1024 * 1024 // 10)
+    data = b'a,b\n1,"' + cell + b'"\n2,ok\n'
+    started = time_module.perf_counter()
+    rows = from_bytes(data, "csv")
+    elapsed = time_module.perf_counter() - started
+    assert [(r.line, r.fields is None) for r in rows] == [(2, True), (3 + cell.count(b"\n"), False)]
+    assert elapsed < 5, elapsed
 
 
 def test_bom_is_stripped_whatever_the_encoding() -> None:
@@ -301,11 +345,52 @@ def test_jsonl_in_another_encoding() -> None:
     ]
 
 
-def test_empty_jsonl_gives_no_rows() -> None:
-    """JSONL has no header, so an empty input is simply no rows."""
-    with read_rows("-", fmt="jsonl", stdin=io.BytesIO(b"")) as rows:
-        assert rows.columns is None
-        assert list(rows) == []
+@pytest.mark.parametrize(
+    ("data", "fmt", "message"),
+    [
+        (b"", "jsonl", "<stdin>: no data rows: the file is empty"),
+        (b"\n \r\n\r", "jsonl", "<stdin>: no data rows: the file is empty"),
+        (b"a,b\n", "csv", "<stdin>: no data rows: the file has a header and nothing else"),
+        (b"a,b\r\n\r\n,\n", "csv", "<stdin>: no data rows: the file has a header and nothing else"),
+    ],
+)
+def test_an_input_without_rows_is_one_clear_error(data: bytes, fmt: str, message: str) -> None:
+    """An empty JSONL and a header-only CSV are refused like an empty CSV (issue 11 item 3):
+    read_rows still returns on the header, and reading to the end raises InputError."""
+    with read_rows("-", fmt=fmt, stdin=io.BytesIO(data)) as rows:
+        with pytest.raises(InputError) as err:
+            list(rows)
+    assert str(err.value) == message
+
+
+def test_jsonl_lines_end_at_cr_crlf_and_lf() -> None:
+    """CR-only line ends split JSONL records as they split CSV rows (issue 12 item 9)."""
+    data = b'{"n": 1}\r{"n": 2}\r\n{"n": 3}\n\r{"n": 4}\r'
+    assert from_bytes(data, "jsonl") == [
+        RawRow(1, {"n": 1}), RawRow(2, {"n": 2}), RawRow(3, {"n": 3}), RawRow(5, {"n": 4})
+    ]
+
+
+def test_deep_jsonl_nesting_is_an_invalid_row() -> None:
+    """An object nested ~1000 deep is one invalid row saying why; the next rows read."""
+    deep = b'{"a": ' + b"[" * 1000 + b"]" * 1000 + b"}\n"
+    ok = b'{"a": ' + b"[" * (MAX_JSON_DEPTH - 1) + b"]" * (MAX_JSON_DEPTH - 1) + b"}\n"
+    over = b'{"a": ' + b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH + b"}\n"
+    rows = from_bytes(deep + ok + over + b'{"n": 1}\n', "jsonl")
+    reason = f"the object is nested more than {MAX_JSON_DEPTH} levels deep, the most bulkmeet reads"
+    assert [r.error for r in rows] == [f"line 1: {reason}", None, f"line 3: {reason}", None]
+    assert rows[3] == RawRow(4, {"n": 1})
+
+
+def test_an_over_long_jsonl_line_is_one_row() -> None:
+    """A JSONL line past the cap is one invalid row, and the next line keeps its number."""
+    data = b'{"t": "' + b"x" * (2 * MAX_RECORD_CHARS + 7) + b'"}\n{"n": 1}\n'
+    rows = from_bytes(data, "jsonl")
+    assert rows == [
+        RawRow(1, None, f"line 1: the record is longer than {MAX_RECORD_CHARS:,} characters, "
+               "the most bulkmeet reads in one row"),
+        RawRow(2, {"n": 1}),
+    ]
 
 
 # --- format detection and source errors ----------------------------------------------------
@@ -678,7 +763,8 @@ header_names = st.lists(
 def tables(draw: st.DrawFn) -> tuple[list[str], list[list[str]]]:
     header = draw(header_names)
     row = st.lists(st.text(max_size=10), min_size=len(header), max_size=len(header))
-    body = draw(st.lists(row.filter(lambda cells: bool("".join(cells).strip())), max_size=8))
+    filled = row.filter(lambda cells: bool("".join(cells).strip()))
+    body = draw(st.lists(filled, min_size=1, max_size=8))  # no row at all: an InputError
     return header, body
 
 
@@ -746,15 +832,22 @@ def test_csv_any_bytes_raise_only_input_error(data: bytes) -> None:
     except InputError:
         return
     with rows:
-        check_rows(list(rows), last_line=len(_NEWLINE.findall(data.decode("utf-8", "replace"))) + 1)
+        got: list[RawRow] = []
+        try:
+            got.extend(rows)
+        except InputError as exc:  # the one mid-stream error: no row at all
+            assert not got and ": no data rows: " in str(exc)
+        check_rows(got, last_line=len(_NEWLINE.findall(data.decode("utf-8", "replace"))) + 1)
 
 
 @PROPERTY
 @given(data=st.binary(max_size=300))
 def test_jsonl_one_row_per_non_blank_line(data: bytes) -> None:
-    """Any bytes as JSONL: exactly one RawRow per non-blank physical line, at that line."""
+    """Any bytes as JSONL: exactly one RawRow per non-blank physical line (ended by \\n, \\r\\n
+    or \\r, as in CSV), at that line."""
     rows = from_bytes(data, "jsonl")
-    lines = (data[3:] if data.startswith(b"\xef\xbb\xbf") else data).split(b"\n")
+    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    lines = re.split(rb"\r\n|\r|\n", body)
     expected = [number for number, raw in enumerate(lines, 1) if raw.strip()]
     assert [row.line for row in rows] == expected
     check_rows(rows, last_line=len(lines))
@@ -797,3 +890,10 @@ def test_jsonl_round_trip(values: list[tuple[Any, bytes]]) -> None:
             )
         line += ending.count(b"\n")
     assert from_bytes(data, "jsonl") == expected
+
+
+def test_field_count_error_says_1_field() -> None:
+    """Plurals right: a one-column header expects '1 field', not '1 fields'."""
+    assert from_bytes(b"a\nx,y\n", "csv") == [
+        RawRow(2, None, "line 2: expected 1 field as in the header, found 2")
+    ]

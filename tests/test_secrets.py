@@ -207,20 +207,21 @@ def test_formula_cells_are_inert_in_csv_results_and_unchanged_in_jsonl(
     ("http://gong.example.com", [], 2,
      "bulkmeet: error: base URL http://gong.example.com is not https: credentials would travel "
      "in clear text (use https, a loopback sandbox, or --insecure)\n"),
-    ("http://gong.example.com", ["--insecure"], 0, None),
-    ("https://gong.example.com", [], 0, None),
-    ("http://localhost:1", [], 0, None),
-    ("http://[::1]:1", [], 0, None),
+    ("http://gong.example.com", ["--insecure"], 1, None),
+    ("https://gong.example.com", [], 1, None),
+    ("http://localhost:1", [], 1, None),
+    ("http://[::1]:1", [], 1, None),
 ])
 def test_plain_http_needs_loopback_or_insecure(tmp_path: Path, url: str, flags: list[str],
                                                code: int, message: str | None,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """The base URL check, through the CLI. The input has no rows, so an accepted URL is never
-    contacted (only loopback traffic in tests)."""
+    """The base URL check, through the CLI. The input's one row is invalid (exit 1), so an
+    accepted URL is never contacted (only loopback traffic in tests). (An input without rows is
+    refused before the URL is looked at.)"""
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     src = tmp_path / "in.csv"
-    src.write_text(",".join(HEADER) + "\n")
+    src.write_text(",".join(HEADER) + "\n" + ",".join(meeting_row(0, invalid=True)) + "\n")
     res = CliRunner().invoke(main, ["run", str(src), *flags],
                              env={**CREDS, "GONG_BASE_URL": url})
     assert res.exit_code == code, res.output

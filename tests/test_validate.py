@@ -119,14 +119,53 @@ def test_filtered_rows_are_reported_but_do_not_fail(tmp_path: Path) -> None:
 
 
 def test_missing_required_columns_are_named_once_up_front(tmp_path: Path) -> None:
-    """A header without a column the mapping needs: one line naming it and the columns found."""
+    """A header without a column the mapping needs: one line naming it and the columns found,
+    exit 2, and no row-by-row report."""
     src = tmp_path / "in.csv"
-    src.write_text("startTime,title\n2026-12-01T09:00:00Z,x\n")
+    src.write_text("startTime,title\n" + "2026-12-01T09:00:00Z,x\n" * 50)
     res = validate(str(src))
-    assert res.exit_code == 1
-    assert res.stdout.splitlines()[0] == (
-        "the input has no column 'endTime', 'organizerEmail', which the mapping needs for every "
-        "row (columns: 'startTime', 'title')")
+    assert res.exit_code == 2, res.output
+    assert res.stdout == ""
+    assert res.stderr == (
+        f"bulkmeet: error: {src}: the input has no columns 'endTime' (mapping.endTime), "
+        "'organizerEmail' (mapping.organizerEmail), 'externalId' (mapping.externalId), "
+        "'invitees' (mapping.invitees); its columns are 'startTime', 'title'. Nothing was sent: "
+        "name the input's columns under `mapping:` in the config, or pass --preset for a known "
+        "export (google, outlook, salesforce)\n")
+
+
+@pytest.mark.parametrize("title", ["Subject", '{template: "{Type}: {Account}"}'])
+def test_an_optional_field_mapped_to_a_missing_column_is_a_header_error(
+        tmp_path: Path, title: str) -> None:
+    """title: Subject (or a template of absent columns) on a file without them is refused up
+    front, not sent as an empty or ':' title on every row (issue 11 item 3)."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(3)])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"mapping:\n  title: {title}\n")
+    res = validate(str(src), "--config", str(cfg))
+    assert res.exit_code == 2, res.output
+    assert "the input has no column" in res.stderr and "(mapping.title)" in res.stderr
+    assert res.stderr.count("\n") == 1 and res.stdout == ""
+
+
+@pytest.mark.parametrize(("data", "name", "message"), [
+    (b"", "in.csv", "no header row: the file has no data"),
+    ("\ufeff" + ",".join(HEADER) + "\r\n", "in.csv",
+     "no data rows: the file has a header and nothing else"),
+    (b"", "in.jsonl", "no data rows: the file is empty"),
+    (b"\n\n", "in.jsonl", "no data rows: the file is empty"),
+])
+def test_an_input_without_rows_is_one_line_and_exit_2(tmp_path: Path, data: bytes | str,
+                                                        name: str, message: str) -> None:
+    """An empty CSV, a header-only CSV and an empty JSONL all say so in one line, exit 2."""
+    src = tmp_path / name
+    if isinstance(data, str):
+        src.write_text(data, encoding="utf-8")
+    else:
+        src.write_bytes(data)
+    res = validate(str(src))
+    assert res.exit_code == 2, res.output
+    assert res.stderr == f"bulkmeet: error: {src}: {message}\n"
 
 
 def test_dropped_invitees_are_printed_as_warnings_of_their_row(tmp_path: Path) -> None:
@@ -424,8 +463,12 @@ def test_reader_and_mapping_give_one_row_per_non_blank_record(
     blob, delimiter, starts = data
     mapper = MAPPERS[name]
     triage = Triage(mapper)
+    rows: list[Any] = []
     with read_rows("-", fmt="csv", delimiter=delimiter, stdin=io.BytesIO(blob)) as raws:
-        rows = [mapper.map(raw) for raw in raws]
+        try:
+            rows.extend(mapper.map(raw) for raw in raws)
+        except InputError as exc:  # no data row at all: said once, at the end
+            assert not starts and ": no data rows: " in str(exc)
     assert [row.line for row in rows] == starts
     for row in rows:
         assert row.valid or row.errors or row.skipped_reason
@@ -443,10 +486,11 @@ def test_any_bytes_under_a_header_map_row_for_row(body: bytes, name: str) -> Non
     mapping turns each RawRow into one Row at the same line, none lost or added."""
     mapper = MAPPERS[name]
     header = ",".join(f'"{c}"' for c in sorted(mapper.columns)).encode() + b"\r\n"
+    raws: list[RawRow] = []
     try:
-        raws = list(read_rows("-", fmt="csv", delimiter=",", stdin=io.BytesIO(header + body)))
-    except InputError:  # only a multi-byte codec can fail mid-stream; utf-8 never does
-        raise AssertionError("utf-8 input raised mid-stream") from None
+        raws.extend(read_rows("-", fmt="csv", delimiter=",", stdin=io.BytesIO(header + body)))
+    except InputError as exc:  # utf-8 fails mid-stream only when there is no data row at all
+        assert not raws and ": no data rows: " in str(exc), exc
     rows = [mapper.map(raw) for raw in raws]
     assert [r.line for r in rows] == [r.line for r in raws]
     assert all(not any("internal error" in e for e in r.errors) for r in rows)

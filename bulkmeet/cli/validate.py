@@ -231,16 +231,16 @@ def validate(input: str, config_path: str | None, preset: str | None, organizer:
         echo_notes(notes)
         rows = read_rows(input, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
                          sheet=sheet)
+        try:
+            mapper.check_header(rows.columns, input)
+        except BaseException:
+            rows.close()
+            raise
         writer = ResultsWriter(out, fresh=True) if out is not None else None
         triage = Triage(mapper)
         shown = 0
         try:
             with rows:
-                missing = mapper.missing_columns(rows.columns) if rows.columns else []
-                if missing:
-                    click.echo(f"the input has no column {', '.join(map(repr, missing))}, which "
-                               f"the mapping needs for every row (columns: "
-                               f"{', '.join(map(repr, rows.columns or ()))})")
                 for raw in rows:
                     verdict = triage(raw)
                     row, record = verdict.row, verdict.record

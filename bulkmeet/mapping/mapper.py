@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..models import RawRow, Row
+from ..presets import PRESETS
 from .keys import _raw_key, _valid_row
 from .people import _load_directory, _person
 from .plain import PlainMapper
@@ -110,6 +111,56 @@ class Mapper:
     def missing_columns(self, header: Iterable[str]) -> list[str]:
         """The required columns that `header` lacks, sorted."""
         return sorted(self.required_columns.difference(header))
+
+    def column_uses(self) -> dict[str, list[str]]:
+        """Every column the mapping reads, with the mapping keys that read it: required first."""
+        uses: dict[str, list[str]] = {}
+
+        def add(key: str, columns: Iterable[str]) -> None:
+            for column in columns:
+                keys = uses.setdefault(column, [])
+                if key not in keys:
+                    keys.append(key)
+
+        for key, spec in (("startTime", self._clock.start), ("endTime", self._clock.end)):
+            if isinstance(spec, _DateAndTime):
+                add(f"mapping.{key}", (spec.date_src.column, spec.time_src.column))
+            else:
+                add(f"mapping.{key}", spec.src.columns)
+        for key, src in (("organizerEmail", self._organizer), ("title", self._title),
+                         ("externalId", self._external)):
+            if src is not None:
+                add(f"mapping.{key}", src.columns)
+        for src in self._invitees.sources:
+            add("mapping.invitees", src.columns)
+        add("mapping.timezone_column", filter(None, (self._clock.tz_column,)))
+        add("mapping.all_day_column", filter(None, (self._all_day_column,)))
+        add("mapping.filter", (c for c, _ in self._skip_if))
+        return uses
+
+    def check_header(self, columns: Sequence[str] | None, source: str) -> None:
+        """Raise InputError, once, when the header lacks a column the mapping reads.
+
+        Every column counts, an optional field's too: a title mapped to a column the file
+        does not have would otherwise be sent empty or dropped on every row without a word.
+        Call it when the header is known, before the first row is mapped. `columns` None
+        (JSONL: each object has its own keys, and an exporter may leave out empty ones) checks
+        nothing; a key an object lacks is then that row's error, or an empty optional field.
+        """
+        if columns is None:
+            return
+        present = set(columns)
+        missing = [(c, keys) for c, keys in self.column_uses().items() if c not in present]
+        if not missing:
+            return
+        name = "<stdin>" if source == "-" else source
+        listed = ", ".join(f"{c!r} ({', '.join(keys)})" for c, keys in missing)
+        plural = "s" if len(missing) > 1 else ""
+        raise InputError(
+            f"{name}: the input has no column{plural} {listed}; its columns are "
+            f"{', '.join(map(repr, columns))}. Nothing was sent: name the input's columns under "
+            "`mapping:` in the config, or pass --preset for a known export "
+            f"({', '.join(sorted(PRESETS))})")
 
     def drain_warnings(self) -> list[str]:
         warnings, self.warnings = self.warnings, []

@@ -143,7 +143,8 @@ def _person(src: _Source, directory: _Directory | None, fields: Mapping[str, Any
     supply = (f"is not in {directory.key}" if directory is not None else
               "is not an email address; map names to emails with mapping.invitee_directory")
     errors.append(f"{where}, {src.label} (organizerEmail): {_show(value)} {supply}, or set "
-                  "mapping.organizerEmail: {const: you@example.com}")
+                  "mapping.organizerEmail: {const: you@example.com} or pass "
+                  "--organizer you@example.com")
     return None
 
 

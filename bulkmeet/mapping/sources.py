@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import date, datetime, time
 from typing import Any, Final
 
 from ..errors import ConfigError
@@ -13,7 +14,10 @@ _TEMPLATE_TOKEN: Final = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[^{}]+|[{}]")
 
 
 def _show(value: Any) -> str:
-    """A value as it appears in an error message: repr, cut short."""
+    """A value as it appears in an error message: repr, cut short. A date or time (an xlsx
+    cell) shows as the sheet shows it, '2027-02-01 09:00:00', not as datetime.datetime(...)."""
+    if isinstance(value, datetime | date | time):
+        value = str(value)
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 

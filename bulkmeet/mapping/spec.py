@@ -79,8 +79,10 @@ def _merge(mapping: Mapping[str, Any]) -> dict[str, Any]:
     merged = {**base, **spec}
     for field in _REQUIRED:
         if merged.get(field) is None:
-            hint = PRESET_HINTS.get(str(preset), {}).get(
-                field, f'give the column that holds it, e.g. mapping.{field}: "Column name"')
+            default = f'give the column that holds it, e.g. mapping.{field}: "Column name"'
+            if field == "organizerEmail":
+                default += ", or pass --organizer you@example.com"
+            hint = PRESET_HINTS.get(str(preset), {}).get(field, default)
             raise ConfigError(f"mapping.{field}: not mapped, and it is required; {hint}")
     return merged
 

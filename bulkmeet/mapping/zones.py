@@ -68,7 +68,8 @@ class _Clock:
             start = self._localize(got, where, "startTime", tz, tz_failed, errors)
         if isinstance(self.end, _Duration):
             minutes = self.end.minutes(fields, where, errors)
-            end_label, end_shown, end_raw = self.end.src.label, f"{minutes} minutes", None
+            unit = "minute" if minutes == 1 else "minutes"
+            end_label, end_shown, end_raw = self.end.src.label, f"{minutes} {unit}", None
             if start is not None and minutes is not None:
                 try:
                     end_utc = (start[1] + timedelta(minutes=minutes)).replace(microsecond=0)
@@ -112,8 +113,9 @@ class _Clock:
                     column = (f" or fill column {self.tz_column!r}"
                               if self.tz_column is not None else "")
                     errors.append(f"{where}, {label} ({field}): {_shown(value)} has no UTC offset "
-                                  "and no time zone is set; set `timezone:` in the config (an "
-                                  f"IANA name such as Europe/Berlin){column}")
+                                  "and no time zone is set; pass --timezone (an IANA name such "
+                                  "as Europe/Berlin) or set `timezone:` in the config"
+                                  f"{column}")
                 return None
             local = dt.replace(tzinfo=tz, microsecond=0)  # fold=0: first of a repeated hour
             utc = local.astimezone(UTC)
