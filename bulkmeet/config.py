@@ -7,8 +7,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -105,6 +106,93 @@ def load(path: str | Path | None, *, env: Mapping[str, str] | None = None) -> Co
     except TypeError as exc:  # pragma: no cover - guarded by the key check above
         raise ConfigError(f"{source}: {exc}") from None
     return validate(cfg, source=source)
+
+
+# Exports whose times are the exporting computer's wall clock, with no zone in the file (Outlook
+# and Google read such CSVs back in the user's own zone, so bulkmeet does the same by default).
+LOCAL_TIME_PRESETS: Final = frozenset({"outlook", "google"})
+# mapping keys (or key paths) that hold a CSV path; relative ones are read from the config's folder
+_PATH_KEYS: Final = (("invitee_directory",), ("organizerEmail", "directory"),
+                     ("invitees", "directory"))
+
+
+def local_zone(env: Mapping[str, str] | None = None) -> str | None:
+    """This computer's IANA zone name: $TZ, else /etc/localtime's link, else /etc/timezone."""
+    env = os.environ if env is None else env
+    candidates = []
+    tz = env.get("TZ", "").removeprefix(":")
+    if tz:
+        candidates.append(tz.split("/zoneinfo/", 1)[-1])
+    try:
+        target = os.path.realpath("/etc/localtime")
+        if "/zoneinfo/" in target:
+            candidates.append(target.split("/zoneinfo/", 1)[1])
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    except (OSError, UnicodeDecodeError):
+        pass
+    for name in candidates:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            continue
+        return name
+    return None
+
+
+def anchor_paths(mapping: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+    """A copy of `mapping` whose relative directory CSV paths start at `base_dir`."""
+    out = dict(mapping)
+    for keys in _PATH_KEYS:
+        parent: dict[str, Any] = out
+        for key in keys[:-1]:
+            child = parent.get(key)
+            if not isinstance(child, Mapping):
+                break
+            parent[key] = parent = dict(child)
+        else:
+            value = parent.get(keys[-1])
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                parent[keys[-1]] = str(base_dir / value)
+    return out
+
+
+def load_settings(path: str | Path | None, *, preset: str | None = None,
+                  organizer: str | None = None, timezone: str | None = None,
+                  env: Mapping[str, str] | None = None,
+                  **flags: Any) -> tuple[Config, list[str]]:
+    """The one way every command (and the Python API) loads its settings: the YAML file, then
+    the environment (GONG_BASE_URL), then the flags; the mapping flags; paths anchored; the
+    local-zone rule. Returns the config and notes for the user.
+
+    Flags beat the file; a flag given as None is not given. `preset` replaces mapping.preset
+    (the file's other mapping keys still override the preset's), `organizer` replaces
+    mapping.organizerEmail with {const: organizer}, `timezone` the config's `timezone`.
+    Relative directory paths in the file are read from the file's folder. With a local-time
+    preset and no zone set, times are read in this computer's zone, and a note says so.
+    """
+    cfg = load(path, env=env)
+    changes = {k: v for k, v in flags.items() if v is not None}
+    if timezone is not None:
+        changes["timezone"] = timezone
+    mapping = dict(cfg.mapping)
+    if path is not None:
+        mapping = anchor_paths(mapping, Path(path).resolve().parent)
+    if preset is not None:
+        mapping["preset"] = preset
+    if organizer is not None:
+        mapping["organizerEmail"] = {"const": organizer}
+    changes["mapping"] = mapping
+    notes = []
+    zone_given = changes.get("timezone", cfg.timezone) is not None
+    if (mapping.get("preset") in LOCAL_TIME_PRESETS and not zone_given
+            and mapping.get("timezone_column") is None):
+        zone = local_zone(env)
+        if zone is not None:
+            changes["timezone"] = zone
+            notes.append(f"times are read in this computer's time zone, {zone} (the "
+                         f"{mapping['preset']} export has none); set `timezone:` or --timezone "
+                         "ZONE to choose another")
+    return cfg.replace(**changes), notes
 
 
 def _hide_userinfo(url: str) -> str:

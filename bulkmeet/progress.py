@@ -255,8 +255,12 @@ class Display:
 
     def start(self, stats: RunStats, gate: Gate | None) -> None:
         """Begin drawing (on the running loop) what `stats` and `gate` say as the run goes;
-        the run's `on_start` calls this."""
+        the run's `on_start` calls this. Called again (sync's next phase), it draws the new
+        stats from then on."""
+        started = self.stats is not None
         self.stats, self.gate = stats, gate
+        if started:
+            return
         self.open()
         self._tasks.append(asyncio.create_task(self._tick(), name="progress"))
         if self._counter is not None:

@@ -329,7 +329,7 @@ async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record],
     sent: its rows get the stop's status. With `sandbox`, a built-in sandbox that already holds
     the meetings the phases update or delete stands in for Gong."""
     from .engine import Engine, Journal, RunStats
-    from .planner import Planner
+    from .planner import Planner, Settled
     from .runs import close_journals, open_ledger
     from .session import Target, credentials_for, open_session
 
@@ -345,6 +345,9 @@ async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record],
     try:
         for rec in notes:
             journal.final(rec, None, None)
+            for listener in listeners:
+                listener.read(Settled(rec))
+                listener.final(rec, None, None)
             total.counts[rec.status.value] += 1
             if rec.status is Status.UNCERTAIN:
                 total.uncertain_lines.append(rec.line)
@@ -487,6 +490,7 @@ def plan_undo(results_path: str, *, out: str, ledger_path: str | None = None) ->
 
 
 async def run_undo(cfg: Config, plan: UndoPlan, *, out: str, ledger_path: str | None = None,
+                   on_start: OnStart | None = None, listeners: Sequence[RowEvents] = (),
                    insecure: bool = False, stop: asyncio.Event | None = None,
                    hard_stop: asyncio.Event | None = None, sandbox: bool = False,
                    sandbox_rate: float | None = DEFAULT_RATE) -> RunStats:
@@ -505,4 +509,4 @@ async def run_undo(cfg: Config, plan: UndoPlan, *, out: str, ledger_path: str | 
     return await execute(cfg, phases, notes, out=out, ledger_path=ledger_path, insecure=insecure,
                          rows_read=len(plan.items) + len(plan.unknown), unchanged=plan.done,
                          stop=stop, hard_stop=hard_stop, sandbox=sandbox,
-                         sandbox_rate=sandbox_rate)
+                         sandbox_rate=sandbox_rate, on_start=on_start, listeners=listeners)

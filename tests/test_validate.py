@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from bulkmeet.check import Triage
 from bulkmeet.cli import main
-from bulkmeet.cli.validate import anchor_paths, local_zone
+from bulkmeet.config import anchor_paths, local_zone
 from bulkmeet.errors import InputError
 from bulkmeet.mapping import Mapper
 from bulkmeet.models import RawRow

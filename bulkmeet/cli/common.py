@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -45,12 +45,6 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     logs.setup_logging(level, fmt)
 
 
-def load_config(path: str | None, **overrides: Any) -> Config:
-    cfg = config_mod.load(path)
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    return cfg.replace(**changes) if changes else cfg
-
-
 def require_file(path: str, what: str = "input file") -> None:
     """A path the user gave that must be a file bulkmeet can read; else one clear line (exit 2).
 
@@ -80,17 +74,6 @@ def parse_rate(value: str | None) -> dict[str, Any]:
     if rate <= 0:
         raise click.BadParameter("must be greater than 0", param_hint="--rate")
     return {"rate": rate, "rate_ceiling": rate}
-
-
-def sandbox_options(fn: F) -> F:
-    """--sandbox and --sandbox-rate, for every command that can talk to Gong."""
-    fn = click.option("--sandbox-rate", type=click.FloatRange(min=0), default=GONG_RATE,
-                      show_default=True, metavar="R",
-                      help="Calls per second the built-in sandbox allows before it answers 429, "
-                      "like Gong (0: no limit, for fast trials).")(fn)
-    fn = click.option("--sandbox", is_flag=True, help="Against the built-in fake Gong server on "
-                      "a free loopback port, limited like Gong (3 calls/s, 10,000 a day).")(fn)
-    return fn
 
 
 def sandbox_limit(rate: float) -> float | None:
@@ -233,8 +216,9 @@ class RunOutputs:
         self.report: Any = None  # report.RunReport
 
     def begin(self, cfg: Config, input: str, out: str, *, fresh: bool,
-              sheet: str | None = None) -> None:
-        """Before the run: note what the results file holds, choose the display."""
+              sheet: str | None = None, count: bool = True) -> None:
+        """Before the run: note what the results file holds, choose the display. `count`:
+        `input` is an input whose rows the display may count for its total."""
 
         from ..progress import count_rows, make_display
         from ..report import RunReport
@@ -244,7 +228,7 @@ class RunOutputs:
                               encoding=cfg.encoding, sheet=sheet, cancel=cancel)
 
         self.display = make_display(sys.stderr, quiet=self.quiet, interval=cfg.status_interval,
-                                    counter=counter)
+                                    counter=counter if count else None)
         if self.junit or self.summary or self.step_summary:
             self.report = RunReport(input, out, fresh=fresh)
 
@@ -307,6 +291,39 @@ class RunOutputs:
 
         self.junit = None  # no rows were read: there is nothing to test
         self.write(RunStats(), exc.exit_code, error=str(exc))
+
+
+async def carry_out(send: Callable[[asyncio.Event, asyncio.Event], Awaitable[RunStats]], *,
+                    out: str, outputs: RunOutputs,
+                    after: Callable[[int], int] | None = None) -> int:
+    """Run a command's sending under the signal handlers, then show and write what it did:
+    the summary, the error that stopped it, `after` (e.g. --errors-out), the reports. Returns
+    the exit code. `send(stop, hard_stop)` subscribes `outputs` itself (on_start, listeners)."""
+    stop, hard = asyncio.Event(), asyncio.Event()
+    got: list[int] = []
+    with signals(stop, hard, got):
+        try:
+            stats = await send(stop, hard)
+        finally:
+            await outputs.end()
+    for line in summary_lines(stats, out):
+        click.echo(line, err=True)
+    if stats.auth_error is not None:
+        click.echo(f"bulkmeet: error: {stats.auth_error}", err=True)
+    if stats.stopped_by is not None:
+        click.echo(f"bulkmeet: error: {stats.stopped_by}", err=True)
+    code = exit_code(stats, got)
+    if after is not None:
+        code = after(code)
+    return outputs.write(stats, code)
+
+
+def make_outputs(*, quiet: bool, junit: str | None, summary: str | None,
+                 log_level: str, log_format: str) -> RunOutputs:
+    """Logging set up, and the run's outputs (progress, reports) chosen, from output_options."""
+    setup_logging("error" if quiet else log_level, log_format)
+    return RunOutputs(quiet=quiet, junit=junit, summary=summary,
+                      step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None)
 
 
 def fail(exc: BulkmeetError) -> None:

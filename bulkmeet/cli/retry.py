@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,89 +11,99 @@ from ..config import Config
 from ..errors import UsageError
 from ..results import read_results
 from .common import (
-    GONG_RATE,
+    RunOutputs,
+    carry_out,
     errors_out_file,
-    exit_code,
     guard,
-    load_config,
     main,
+    make_outputs,
     parse_rate,
     require_file,
     sandbox_limit,
-    sandbox_options,
-    setup_logging,
-    signals,
-    summary_lines,
     warn_fast_rate,
 )
+from .options import input_options, output_options, sending_options
+from .validate import echo_notes, hinting, input_config
+
+if TYPE_CHECKING:
+    from ..engine import RunStats
+    from ..runs import RunOptions
 
 
 @main.command()
 @click.argument("results", metavar="RESULTS")
 @click.option("--input", "input_path", help="The input (or the corrected sheet) to take rows "
               "from; without it the payloads recorded in RESULTS are sent again.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config.")
-@click.option("--rate", help="Requests per second, or 'auto'.")
+@input_options
 @click.option("--ledger", help="Ledger file kept across runs.")
 @click.option("--errors-out", help="Write the rows still failed or invalid here, in the input's "
               "format plus an `error` column (needs --input).")
 @click.option("--resend-uncertain", is_flag=True, help="Also send rows recorded uncertain.")
-@sandbox_options
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="warning", show_default=True)
-def retry(results: str, input_path: str | None, config_path: str | None, rate: str | None,
-          ledger: str | None, errors_out: str | None, resend_uncertain: bool, sandbox: bool,
-          sandbox_rate: float, log_level: str) -> None:
+@sending_options
+@output_options
+def retry(results: str, input_path: str | None, config_path: str | None, preset: str | None,
+          organizer: str | None, tz: str | None, fmt: str | None, sheet: str | None,
+          ledger: str | None, errors_out: str | None, resend_uncertain: bool, rate: str | None,
+          concurrency: int | None, insecure: bool, sandbox: bool, sandbox_rate: float,
+          quiet: bool, status_interval: float | None, junit: str | None,
+          summary_path: str | None, log_level: str, log_format: str) -> None:
     """Send again the rows of RESULTS whose last outcome may pass now: 5xx, timeouts, 429 past
-    the wait cap, not_sent and deferred. Rows fixed in the sheet (given with --input) are sent
-    too; rows already created never are. New records are appended to RESULTS."""
-    setup_logging(log_level)
+    the wait cap, not_sent and deferred. Rows fixed in the sheet (given with --input, read and
+    mapped as `run` does) are sent too; rows already created never are. New records are appended
+    to RESULTS."""
+    outputs = make_outputs(quiet=quiet, junit=junit, summary=summary_path, log_level=log_level,
+                           log_format=log_format)
 
     def go() -> int:
+        from ..runs import RunOptions
+
         require_file(results, "results file")
         if input_path is not None:
             require_file(input_path)
-        cfg = load_config(config_path, ledger=ledger, **parse_rate(rate))
+        cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
+                                  concurrency=concurrency, format=fmt, ledger=ledger,
+                                  status_interval=status_interval, **parse_rate(rate))
         if errors_out and not input_path:
             raise UsageError("--errors-out needs --input (the rows are written in its format)")
+        if not quiet and input_path is not None:
+            echo_notes(notes)
         warn_fast_rate(cfg, sandbox=sandbox)
-        return asyncio.run(_retry(cfg, results, input_path, errors_out, resend_uncertain,
-                                  sandbox, sandbox_limit(sandbox_rate)))
+        opts = RunOptions(input=input_path or results, out=results,
+                          resend_uncertain=resend_uncertain, sandbox=sandbox, insecure=insecure,
+                          sheet=sheet, sandbox_rate=sandbox_limit(sandbox_rate))
+        return asyncio.run(_retry(cfg, opts, input_path is not None, errors_out, outputs))
 
-    guard(go)
+    guard(hinting(go))
 
 
-async def _retry(cfg: Config, results: str, input_path: str | None, errors_out: str | None,
-                 resend_uncertain: bool, sandbox: bool,
-                 sandbox_rate: float | None = GONG_RATE) -> int:
+async def _retry(cfg: Config, opts: RunOptions, from_input: bool, errors_out: str | None,
+                 outputs: RunOutputs) -> int:
     from ..planner import retry_rows
-    from ..runs import RunOptions, run_input, run_rows
+    from ..runs import run_input, run_rows
+    from ..session import credentials_for
 
-    state = read_results(results)
+    state = read_results(opts.out)
     if not state.keys:
-        raise UsageError(f"{results} holds no results to retry")
-    stop, hard = asyncio.Event(), asyncio.Event()
-    got: list[int] = []
-    if input_path is not None:
-        # The corrected sheet through the resume rules: created rows are skipped, the rest sent.
-        opts = RunOptions(input=input_path, out=results, resend_uncertain=resend_uncertain,
-                          sandbox=sandbox, sandbox_rate=sandbox_rate)
-        with signals(stop, hard, got):
-            stats = await run_input(cfg, opts, stop=stop, hard_stop=hard)
-    else:
-        rows = retry_rows(state, resend_uncertain=resend_uncertain)
-        if not rows:
-            click.echo(f"bulkmeet: nothing to retry in {results}", err=True)
-            return 0
-        opts = RunOptions(input=results, out=results, resend_uncertain=resend_uncertain,
-                          sandbox=sandbox, sandbox_rate=sandbox_rate)
-        with signals(stop, hard, got):
-            stats = await run_rows(cfg, opts, rows, stop=stop, hard_stop=hard)
-    for line in summary_lines(stats, results):
-        click.echo(line, err=True)
-    if stats.stopped_by is not None:
-        click.echo(f"bulkmeet: error: {stats.stopped_by}", err=True)
-    code = exit_code(stats, got)
-    if errors_out and input_path:
-        code = errors_out_file(cfg, input_path, results, errors_out, code)
-    return code
+        raise UsageError(f"{opts.out} holds no results to retry")
+    credentials_for(opts.target)
+    rows = None if from_input else retry_rows(state, resend_uncertain=opts.resend_uncertain)
+    if rows is not None and not rows:
+        click.echo(f"bulkmeet: nothing to retry in {opts.out}", err=True)
+        return 0
+    outputs.begin(cfg, opts.input, opts.out, fresh=False, sheet=opts.sheet,
+                  count=from_input)
+
+    async def send(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
+        if rows is None:
+            # The corrected sheet through the resume rules: created rows are skipped.
+            return await run_input(cfg, opts, stop=stop, hard_stop=hard,
+                                   on_start=outputs.on_start, listeners=outputs.listeners())
+        return await run_rows(cfg, opts, rows, stop=stop, hard_stop=hard,
+                              on_start=outputs.on_start, listeners=outputs.listeners())
+
+    def after(code: int) -> int:
+        if not errors_out:
+            return code
+        return errors_out_file(cfg, opts.input, opts.out, errors_out, code, sheet=opts.sheet)
+
+    return await carry_out(send, out=opts.out, outputs=outputs, after=after)

@@ -11,81 +11,58 @@ from typing import TYPE_CHECKING, cast
 import click
 
 from ..config import Config
-
-if TYPE_CHECKING:
-    from ..runs import RunOptions
-    from ..sandbox import SandboxSettings
 from ..errors import BulkmeetError, UsageError
 from .common import (
     EXIT_OK,
     RunOutputs,
+    carry_out,
     errors_out_file,
-    exit_code,
     guard,
     main,
+    make_outputs,
     parse_rate,
     require_file,
     sandbox_limit,
-    sandbox_options,
-    setup_logging,
     signals,
-    summary_lines,
     warn_fast_rate,
 )
-from .validate import echo_notes, hinting, input_config, mapping_options
+from .options import input_options, output_options, sending_options
+from .validate import echo_notes, hinting, input_config
+
+if TYPE_CHECKING:
+    from ..engine import RunStats
+    from ..runs import RunOptions
+    from ..sandbox import SandboxSettings
 
 
 @main.command()
 @click.argument("input", metavar="INPUT")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
+@input_options
 @click.option("--out", help="Results file (.jsonl, or .csv). Default: INPUT.results.jsonl beside "
               "the input (bulkmeet-results.jsonl in the working folder for stdin). An existing "
               "one is resumed.")
-@click.option("--rate", help="Requests per second, or 'auto' to adapt to a shared quota "
-              "(default 3).")
-@click.option("--concurrency", type=click.IntRange(min=1), help="Workers sending at once (8).")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "xlsx"]),
-              help="Input format (default: from the extension; needed for stdin).")
 @click.option("--ledger", help="Ledger file kept across runs: a key it holds is never created "
               "again.")
 @click.option("--fresh", is_flag=True, help="Start the results file anew instead of resuming it.")
 @click.option("--resend-uncertain", is_flag=True, help="Send again rows whose earlier request "
               "may or may not have created a meeting.")
-@sandbox_options
-@click.option("--insecure", is_flag=True, help="Allow a base URL that is plain http.")
-@click.option("--sheet", help="Worksheet name for .xlsx input (default: the first).")
 @click.option("--errors-out", help="After the run, write the rows that failed or are invalid "
               "here, in the input's format and columns plus an `error` column.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="warning", show_default=True)
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="Log lines as text, or as one JSON object per line "
-              "with the event, line and key as fields.")
-@click.option("-q", "--quiet", is_flag=True, help="Show nothing but errors and the final summary.")
-@click.option("--status-interval", type=click.FloatRange(min=0, min_open=True),
-              help="Seconds between status lines when stderr is not a terminal (15).")
-@click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML report "
-              "here: one testcase per row, failures with their errors and requestId.")
-@click.option("--summary", "summary_path", type=click.Path(dir_okay=False),
-              help="Write a JSON summary here: counts by status, timings, rate, 429 pauses, "
-              "quota, exit code.")
-@mapping_options
-def run(input: str, config_path: str | None, out: str | None, rate: str | None,
-        concurrency: int | None, fmt: str | None, ledger: str | None, fresh: bool,
-        resend_uncertain: bool, sandbox: bool, sandbox_rate: float, insecure: bool,
-        sheet: str | None,
-        errors_out: str | None, log_level: str, preset: str | None = None,
-        organizer: str | None = None, tz: str | None = None,
-        log_format: str = "text", quiet: bool = False, status_interval: float | None = None,
-        junit: str | None = None, summary_path: str | None = None) -> None:
+@sending_options
+@output_options
+def run(input: str, config_path: str | None, preset: str | None, organizer: str | None,
+        tz: str | None, fmt: str | None, sheet: str | None, out: str | None,
+        ledger: str | None, fresh: bool, resend_uncertain: bool, errors_out: str | None,
+        rate: str | None, concurrency: int | None, insecure: bool, sandbox: bool,
+        sandbox_rate: float, quiet: bool, status_interval: float | None, junit: str | None,
+        summary_path: str | None, log_level: str, log_format: str) -> None:
     """Create a Gong meeting for every valid row of INPUT (a path, or - for stdin).
 
     Every row gets one final record in the results file. Re-running the same command resumes:
     rows already created are skipped and no request is spent on them.
     """
-    setup_logging("error" if quiet else log_level, log_format)
-    outputs = RunOutputs(quiet=quiet, junit=junit, summary=summary_path,
-                         step_summary=os.environ.get("GITHUB_STEP_SUMMARY") or None)
+    outputs = make_outputs(quiet=quiet, junit=junit, summary=summary_path, log_level=log_level,
+                           log_format=log_format)
 
     from ..runs import RunOptions, default_out, validate_options
 
@@ -121,28 +98,21 @@ async def _run_async(cfg: Config, opts: RunOptions, errors_out: str | None = Non
 
     credentials_for(opts.target)  # a missing credential is said before the preflight lines
     outputs = outputs or RunOutputs()
-    stop, hard = asyncio.Event(), asyncio.Event()
-    got: list[int] = []
     est = estimate(cfg, opts)
     for line in est.lines() if est is not None and not outputs.quiet else ():
         click.echo(line, err=True)
     outputs.begin(cfg, opts.input, opts.out, fresh=opts.fresh, sheet=opts.sheet)
-    with signals(stop, hard, got):
-        try:
-            stats = await run_input(cfg, opts, stop=stop, hard_stop=hard,
-                                    on_start=outputs.on_start, listeners=outputs.listeners())
-        finally:
-            await outputs.end()
-    for line in summary_lines(stats, opts.out):
-        click.echo(line, err=True)
-    if stats.auth_error is not None:
-        click.echo(f"bulkmeet: error: {stats.auth_error}", err=True)
-    if stats.stopped_by is not None:
-        click.echo(f"bulkmeet: error: {stats.stopped_by}", err=True)
-    code = exit_code(stats, got)
-    if errors_out:
-        code = errors_out_file(cfg, opts.input, opts.out, errors_out, code, sheet=opts.sheet)
-    return outputs.write(stats, code)
+
+    async def send(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
+        return await run_input(cfg, opts, stop=stop, hard_stop=hard,
+                               on_start=outputs.on_start, listeners=outputs.listeners())
+
+    def after(code: int) -> int:
+        if not errors_out:
+            return code
+        return errors_out_file(cfg, opts.input, opts.out, errors_out, code, sheet=opts.sheet)
+
+    return await carry_out(send, out=opts.out, outputs=outputs, after=after)
 
 
 @main.command()

@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,20 +38,19 @@ from ..sync import (
 from .common import (
     EXIT_OK,
     EXIT_ROWS,
-    exit_code,
+    carry_out,
     guard,
-    load_config,
     log,
     main,
+    make_outputs,
     parse_rate,
     require_file,
     sandbox_limit,
-    sandbox_options,
     setup_logging,
-    signals,
-    summary_lines,
     warn_fast_rate,
 )
+from .options import config_option, input_options, log_options, output_options, sending_options
+from .validate import echo_notes, hinting, input_config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,24 +122,11 @@ def undo_lines(plan: UndoPlan) -> list[str]:
     return lines
 
 
-# -- options shared by the three commands -----------------------------------------------------
+# -- options of these commands ----------------------------------------------------------------
 
 
-def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
-    def apply(f: F) -> F:
-        for d in reversed(decorators):
-            f = d(f)
-        return f
-    return apply
-
-
-_config = click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                       help="YAML config file.")
 _ledger = click.option("--ledger", help="Ledger file: what earlier runs made in Gong, by key "
                        "(default: `ledger:` in the config).")
-_format = click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "xlsx"]),
-                       help="Input format (default: from the extension; needed for stdin).")
-_sheet = click.option("--sheet", help="Worksheet name for .xlsx input (default: the first).")
 _prune = click.option("--prune", is_flag=True, help="Delete the meetings whose keys are in the "
                       "ledger but no longer in the input.")
 _resend = click.option("--resend-uncertain", is_flag=True, help="Create again rows whose earlier "
@@ -149,13 +135,7 @@ _max_deletes = click.option("--max-deletes", type=click.IntRange(min=0),
                             default=DEFAULT_MAX_DELETES, show_default=True,
                             help="Refuse, before sending anything, a sync that would delete "
                             "more meetings than this.")
-_rate = click.option("--rate", help="Requests per second, or 'auto' (default 3).")
-_concurrency = click.option("--concurrency", type=click.IntRange(min=1),
-                            help="Workers sending at once (8).")
-_insecure = click.option("--insecure", is_flag=True, help="Allow a base URL that is plain http.")
 _yes = click.option("--yes", "-y", is_flag=True, help="Delete without asking (for CI).")
-_log_level = click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-                          default="warning", show_default=True)
 
 
 def _ledger_path(given: str | None, cfg: Config, command: str) -> str:
@@ -185,10 +165,15 @@ def _scratch_ledger(path: str | None, sandbox: bool) -> Iterator[str | None]:
 
 @main.command()
 @click.argument("input", metavar="INPUT")
-@_options(_config, _ledger, _prune, _resend, _max_deletes, _format, _sheet, _log_level)
-def plan(input: str, config_path: str | None, ledger: str | None, prune: bool,
-         resend_uncertain: bool, max_deletes: int, fmt: str | None, sheet: str | None,
-         log_level: str) -> None:
+@input_options
+@_ledger
+@_prune
+@_resend
+@_max_deletes
+@log_options
+def plan(input: str, config_path: str | None, preset: str | None, organizer: str | None,
+         tz: str | None, fmt: str | None, sheet: str | None, ledger: str | None, prune: bool,
+         resend_uncertain: bool, max_deletes: int, log_level: str, log_format: str) -> None:
     """Show what `bulkmeet sync` would do to make Gong match INPUT; send nothing.
 
     Compares INPUT with the ledger by key: create (new keys), update (changed rows, with the
@@ -196,11 +181,13 @@ def plan(input: str, config_path: str | None, ledger: str | None, prune: bool,
     no longer in INPUT). Invalid rows are listed too. Exit status: 0 when there is nothing to
     do, 1 when a sync would send something, 2 on a usage or input error.
     """
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
 
     def go() -> int:
         require_file(input)
-        cfg = load_config(config_path, format=fmt)
+        cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
+                                  format=fmt)
+        echo_notes(notes)
         path = _ledger_path(ledger, cfg, "plan")
         the_plan = read_plan(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
                              sheet=sheet)
@@ -215,15 +202,23 @@ def plan(input: str, config_path: str | None, ledger: str | None, prune: bool,
 
 @main.command()
 @click.argument("input", metavar="INPUT")
-@_options(_config, _ledger, _prune, _yes, _max_deletes, _resend,
-          click.option("--out", help="Results file (.jsonl or .csv), appended to. Default: "
-                       "INPUT.results.jsonl beside the input."),
-          click.option("--fresh", is_flag=True, help="Start the results file anew."),
-          _rate, _concurrency, _format, _sheet, sandbox_options, _insecure, _log_level)
-def sync(input: str, config_path: str | None, ledger: str | None, prune: bool, yes: bool,
-         max_deletes: int, resend_uncertain: bool, out: str | None, fresh: bool,
-         rate: str | None, concurrency: int | None, fmt: str | None, sheet: str | None,
-         sandbox: bool, sandbox_rate: float, insecure: bool, log_level: str) -> None:
+@input_options
+@_ledger
+@_prune
+@_yes
+@_max_deletes
+@_resend
+@click.option("--out", help="Results file (.jsonl or .csv), appended to. Default: "
+              "INPUT.results.jsonl beside the input.")
+@click.option("--fresh", is_flag=True, help="Start the results file anew.")
+@sending_options
+@output_options
+def sync(input: str, config_path: str | None, preset: str | None, organizer: str | None,
+         tz: str | None, fmt: str | None, sheet: str | None, ledger: str | None, prune: bool,
+         yes: bool, max_deletes: int, resend_uncertain: bool, out: str | None, fresh: bool,
+         rate: str | None, concurrency: int | None, insecure: bool, sandbox: bool,
+         sandbox_rate: float, quiet: bool, status_interval: float | None, junit: str | None,
+         summary_path: str | None, log_level: str, log_format: str) -> None:
     """Make Gong match INPUT: create new rows, update changed ones, and with --prune delete
     meetings whose rows are gone.
 
@@ -234,11 +229,16 @@ def sync(input: str, config_path: str | None, ledger: str | None, prune: bool, y
     sync before anything is sent. With --sandbox the ledger is only read: the sandbox's meetings
     are gone when it stops, so they never enter it.
     """
-    setup_logging(log_level)
+    outputs = make_outputs(quiet=quiet, junit=junit, summary=summary_path, log_level=log_level,
+                           log_format=log_format)
 
     def go() -> int:
         require_file(input)
-        cfg = load_config(config_path, concurrency=concurrency, format=fmt, **parse_rate(rate))
+        cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
+                                  concurrency=concurrency, format=fmt,
+                                  status_interval=status_interval, **parse_rate(rate))
+        if not quiet:
+            echo_notes(notes)
         path = _ledger_path(ledger, cfg, "sync")
         warn_fast_rate(cfg, sandbox=sandbox)
         the_plan = read_plan(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
@@ -262,28 +262,35 @@ def sync(input: str, config_path: str | None, ledger: str | None, prune: bool, y
         results = out or default_out(input)
 
         with _scratch_ledger(path, sandbox) as kept:
-            async def go_async(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
+            async def send(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
                 return await run_sync(cfg, the_plan, out=results, ledger_path=kept or path,
                                       fresh=fresh,
                                       resend_uncertain=resend_uncertain, insecure=insecure,
                                       stop=stop, hard_stop=hard, sandbox=sandbox,
-                                      sandbox_rate=sandbox_limit(sandbox_rate))
+                                      sandbox_rate=sandbox_limit(sandbox_rate),
+                                      on_start=outputs.on_start,
+                                      listeners=outputs.listeners())
 
-            return asyncio.run(_carry_out(go_async, results))
+            outputs.begin(cfg, input, results, fresh=fresh, sheet=sheet)
+            return asyncio.run(carry_out(send, out=results, outputs=outputs))
 
-    guard(go)
+    guard(hinting(go))
 
 
 @main.command()
 @click.argument("results", metavar="RESULTS")
-@_options(_config, _ledger, _yes,
-          click.option("--dry-run", is_flag=True, help="Only show what would be deleted."),
-          click.option("--out", help="The undo's own results file (default: RESULTS with .undo "
-                       "before the suffix); running the same undo again resumes it."),
-          _rate, _concurrency, sandbox_options, _insecure, _log_level)
+@config_option
+@_ledger
+@_yes
+@click.option("--dry-run", is_flag=True, help="Only show what would be deleted.")
+@click.option("--out", help="The undo's own results file (default: RESULTS with .undo before "
+              "the suffix); running the same undo again resumes it.")
+@sending_options
+@output_options
 def undo(results: str, config_path: str | None, ledger: str | None, yes: bool, dry_run: bool,
-         out: str | None, rate: str | None, concurrency: int | None, sandbox: bool,
-         sandbox_rate: float, insecure: bool, log_level: str) -> None:
+         out: str | None, rate: str | None, concurrency: int | None, insecure: bool,
+         sandbox: bool, sandbox_rate: float, quiet: bool, status_interval: float | None,
+         junit: str | None, summary_path: str | None, log_level: str, log_format: str) -> None:
     """Delete the meetings that the results file RESULTS records as created.
 
     A meeting already gone (404) counts as deleted. With more than 20 meetings to delete this is
@@ -292,11 +299,13 @@ def undo(results: str, config_path: str | None, ledger: str | None, yes: bool, d
     --sandbox the meetings are deleted in a sandbox that holds them; the ledger and the undo's
     own results file (default RESULTS with .undo-sandbox) are not those of a real undo.
     """
-    setup_logging(log_level)
+    outputs = make_outputs(quiet=quiet, junit=junit, summary=summary_path, log_level=log_level,
+                           log_format=log_format)
 
     def go() -> int:
         require_file(results, "results file")
-        cfg = load_config(config_path, concurrency=concurrency, **parse_rate(rate))
+        cfg, _ = input_config(config_path, concurrency=concurrency,
+                              status_interval=status_interval, **parse_rate(rate))
         warn_fast_rate(cfg, sandbox=sandbox)
         target = out or undo_out(results)
         if sandbox and out is None:  # a fresh sandbox each time: its undo starts anew too
@@ -318,26 +327,14 @@ def undo(results: str, config_path: str | None, ledger: str | None, yes: bool, d
         click.echo(lines[0], err=True)
 
         with _scratch_ledger(ledger or cfg.ledger, sandbox) as kept:
-            async def go_async(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
+            async def send(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
                 return await run_undo(cfg, the_plan, out=target, ledger_path=kept,
                                       insecure=insecure, stop=stop, hard_stop=hard,
-                                      sandbox=sandbox, sandbox_rate=sandbox_limit(sandbox_rate))
+                                      sandbox=sandbox, sandbox_rate=sandbox_limit(sandbox_rate),
+                                      on_start=outputs.on_start,
+                                      listeners=outputs.listeners())
 
-            return asyncio.run(_carry_out(go_async, target))
+            outputs.begin(cfg, results, target, fresh=False, count=False)
+            return asyncio.run(carry_out(send, out=target, outputs=outputs))
 
     guard(go)
-
-
-async def _carry_out(fn: Callable[[asyncio.Event, asyncio.Event], Awaitable[RunStats]],
-                     out: str) -> int:
-    stop, hard = asyncio.Event(), asyncio.Event()
-    got: list[int] = []
-    with signals(stop, hard, got):
-        stats = await fn(stop, hard)
-    for line in summary_lines(stats, out):
-        click.echo(line, err=True)
-    if stats.auth_error is not None:
-        click.echo(f"bulkmeet: error: {stats.auth_error}", err=True)
-    if stats.stopped_by is not None:
-        click.echo(f"bulkmeet: error: {stats.stopped_by}", err=True)
-    return exit_code(stats, got)

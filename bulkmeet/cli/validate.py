@@ -1,21 +1,18 @@
-"""`bulkmeet validate` and `bulkmeet check`, and the input options run shares with them
-(--preset, --organizer, --timezone; mapping paths relative to the config file)."""
+"""`bulkmeet validate` and `bulkmeet check`, and the config loading and hints every command
+that maps an input shares."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import orjson
 
-from ..config import Config
+from ..config import Config, load_settings
 from ..errors import BulkmeetError
 from ..triage import Triage
 
@@ -23,7 +20,6 @@ if TYPE_CHECKING:
     from ..check import Organizer, Preflight
 from ..mapping import Mapper
 from ..models import Status
-from ..presets import PRESETS
 from ..reader import read_rows
 from ..results import ResultsWriter
 from ..words import agree, plural
@@ -31,82 +27,17 @@ from .common import (
     EXIT_OK,
     EXIT_ROWS,
     guard,
-    load_config,
     main,
     parse_rate,
     require_file,
     sandbox_limit,
-    sandbox_options,
     setup_logging,
     warn_fast_rate,
 )
-
-# Exports whose times are the exporting computer's wall clock, with no zone in the file (Outlook
-# and Google read such CSVs back in the user's own zone, so bulkmeet does the same by default).
-LOCAL_TIME_PRESETS: Final = frozenset({"outlook", "google"})
-# mapping keys (or key paths) that hold a CSV path; relative ones are read from the config's folder
-_PATH_KEYS: Final = (("invitee_directory",), ("organizerEmail", "directory"),
-                     ("invitees", "directory"))
+from .options import input_options, log_options, sending_options
 
 log = logging.getLogger("bulkmeet")
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-# --- options shared with run -------------------------------------------------------------------
-
-
-def mapping_options(fn: F) -> F:
-    """--preset, --organizer and --timezone, for every command that maps an input."""
-    fn = click.option("--timezone", "tz", metavar="ZONE",
-                      help="IANA zone for times without an offset (e.g. Europe/Berlin); "
-                      "overrides the config's `timezone`.")(fn)
-    fn = click.option("--organizer", metavar="EMAIL",
-                      help="Organizer of every meeting: sets mapping.organizerEmail to "
-                      "{const: EMAIL} (for exports without one, e.g. Google's).")(fn)
-    fn = click.option("--preset", type=click.Choice(sorted(PRESETS)),
-                      help="Mapping for a known export layout; the config's `mapping:` keys "
-                      "override the preset's.")(fn)
-    return fn
-
-
-def local_zone(env: Mapping[str, str] | None = None) -> str | None:
-    """This computer's IANA zone name: $TZ, else /etc/localtime's link, else /etc/timezone."""
-    env = os.environ if env is None else env
-    candidates = []
-    tz = env.get("TZ", "").removeprefix(":")
-    if tz:
-        candidates.append(tz.split("/zoneinfo/", 1)[-1])
-    try:
-        target = os.path.realpath("/etc/localtime")
-        if "/zoneinfo/" in target:
-            candidates.append(target.split("/zoneinfo/", 1)[1])
-        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
-    except (OSError, UnicodeDecodeError):
-        pass
-    for name in candidates:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            continue
-        return name
-    return None
-
-
-def anchor_paths(mapping: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
-    """A copy of `mapping` whose relative directory CSV paths start at `base_dir`."""
-    out = dict(mapping)
-    for keys in _PATH_KEYS:
-        parent: dict[str, Any] = out
-        for key in keys[:-1]:
-            child = parent.get(key)
-            if not isinstance(child, Mapping):
-                break
-            parent[key] = parent = dict(child)
-        else:
-            value = parent.get(keys[-1])
-            if isinstance(value, str) and value and not Path(value).is_absolute():
-                parent[keys[-1]] = str(base_dir / value)
-    return out
 
 
 # A config key a message suggests, and the flag that sets it on run, validate and check.
@@ -142,47 +73,14 @@ def hinting(fn: Callable[[], int]) -> Callable[[], int]:
 def input_config(config_path: str | None, *, preset: str | None = None,
                  organizer: str | None = None, tz: str | None = None,
                  **overrides: Any) -> tuple[Config, list[str]]:
-    """The config with the mapping flags applied, and notes for the user.
-
-    Flags beat the file: --preset replaces mapping.preset (the file's other mapping keys still
-    override the preset's), --organizer replaces mapping.organizerEmail. Relative directory paths
-    in the file are read from the file's folder. With a local-time preset and no zone set, times
-    are read in this computer's zone, and a note says so.
-    """
-    cfg = load_config(config_path, timezone=tz, **overrides)
-    mapping = dict(cfg.mapping)
-    if config_path is not None:
-        mapping = anchor_paths(mapping, Path(config_path).resolve().parent)
-    if preset is not None:
-        mapping["preset"] = preset
-    if organizer is not None:
-        mapping["organizerEmail"] = {"const": organizer}
-    notes = []
-    changes: dict[str, Any] = {"mapping": mapping}
-    if (mapping.get("preset") in LOCAL_TIME_PRESETS and cfg.timezone is None
-            and mapping.get("timezone_column") is None):
-        zone = local_zone()
-        if zone is not None:
-            changes["timezone"] = zone
-            notes.append(f"times are read in this computer's time zone, {zone} (the "
-                         f"{mapping['preset']} export has none); set `timezone:` or --timezone "
-                         "ZONE to choose another")
-    return cfg.replace(**changes), notes
+    """config.load_settings with the CLI's names (tz for --timezone)."""
+    return load_settings(config_path, preset=preset, organizer=organizer, timezone=tz,
+                         **overrides)
 
 
 def echo_notes(notes: list[str]) -> None:
     for note in notes:
         click.echo(f"bulkmeet: note: {note}", err=True)
-
-
-def _input_options(fn: F) -> F:
-    fn = click.option("--sheet", help="Worksheet name for .xlsx input (default: the first).")(fn)
-    fn = click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "xlsx"]),
-                      help="Input format (default: from the extension; needed for stdin).")(fn)
-    fn = mapping_options(fn)
-    fn = click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                      help="YAML config file.")(fn)
-    return click.argument("input", metavar="INPUT")(fn)
 
 
 def _lines(organizer: Organizer) -> str:
@@ -202,14 +100,16 @@ def _counts(counts: Mapping[str, int]) -> str:
 
 
 @main.command()
-@_input_options
+@click.argument("input", metavar="INPUT")
+@input_options
+@log_options
 @click.option("--show", type=click.IntRange(min=0), default=3, show_default=True, metavar="N",
               help="Print the first N payloads exactly as they would be sent.")
 @click.option("--out", help="Write the records run would write for the rows it would not send "
               "(invalid, duplicate, skipped), as a results file (.jsonl, or .csv). Started anew.")
 def validate(input: str, config_path: str | None, preset: str | None, organizer: str | None,
-             tz: str | None, fmt: str | None, sheet: str | None, show: int,
-             out: str | None) -> None:
+             tz: str | None, fmt: str | None, sheet: str | None, log_level: str,
+             log_format: str, show: int, out: str | None) -> None:
     """Check INPUT offline: read it, map every row and find what run would not send.
 
     Prints each row's problems, duplicate keys (the second of two rows with one key is not
@@ -217,7 +117,7 @@ def validate(input: str, config_path: str | None, preset: str | None, organizer:
     goes over the network. Exit 0 when every row is valid (skipped rows are fine), 1 when some
     row is invalid or a duplicate, 2 for a bad command line, config or unreadable input.
     """
-    setup_logging("warning")
+    setup_logging(log_level, log_format)
 
     def go() -> int:
         require_file(input)
@@ -278,15 +178,14 @@ def validate(input: str, config_path: str | None, preset: str | None, organizer:
 
 
 @main.command()
-@_input_options
-@click.option("--rate", help="Requests per second (default 3).")
-@sandbox_options
-@click.option("--insecure", is_flag=True, help="Allow a base URL that is plain http.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="warning", show_default=True)
+@click.argument("input", metavar="INPUT")
+@input_options
+@sending_options
+@log_options
 def check(input: str, config_path: str | None, preset: str | None, organizer: str | None,
-          tz: str | None, fmt: str | None, sheet: str | None, rate: str | None, sandbox: bool,
-          sandbox_rate: float, insecure: bool, log_level: str) -> None:
+          tz: str | None, fmt: str | None, sheet: str | None, rate: str | None,
+          concurrency: int | None, insecure: bool, sandbox: bool, sandbox_rate: float,
+          log_level: str, log_format: str) -> None:
     """Preflight INPUT against Gong before a run: the credentials work, and every organizer of
     its valid rows is a Gong user whose integration is valid.
 
@@ -295,7 +194,7 @@ def check(input: str, config_path: str | None, preset: str | None, organizer: st
     Exit 0 when all is well, 1 when some organizer is not, 2 for a bad command line, config or
     input, 3 when Gong refuses the credentials (401/403).
     """
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
 
     def go() -> int:
         require_file(input)
