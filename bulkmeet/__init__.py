@@ -1,20 +1,70 @@
-"""bulkmeet: turn spreadsheet rows into Gong meetings."""
+"""bulkmeet: turn spreadsheet rows into Gong meetings.
 
-from .errors import AuthError, BulkmeetError, ConfigError, InputError, QuotaExhausted, UsageError
-from .models import RawRow, Record, Row, Status
+The Python API (see bulkmeet.api) is what the CLI is built on: `run`, `retry`, `sync`, `undo`,
+`plan`, `validate` and `check`, each with an `..._async` twin where it sends, returning typed
+summaries and raising the exceptions rooted at `BulkmeetError`.
+"""
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # before the imports: modules they load read it
+
+from .api import (
+    RunSummary,
+    ValidateSummary,
+    check,
+    check_async,
+    plan,
+    retry,
+    retry_async,
+    run,
+    run_async,
+    settings,
+    sync,
+    sync_async,
+    undo,
+    undo_async,
+    validate,
+)
+from .config import Config
+from .errors import (
+    AuthError,
+    BulkmeetError,
+    ConfigError,
+    InputError,
+    JournalError,
+    QuotaExhausted,
+    Unreachable,
+    UsageError,
+)
+from .exits import EXIT_MEANINGS
+from .models import Record, Status
 
 __all__ = [
+    "EXIT_MEANINGS",
     "AuthError",
     "BulkmeetError",
+    "Config",
     "ConfigError",
     "InputError",
+    "JournalError",
     "QuotaExhausted",
-    "RawRow",
     "Record",
-    "Row",
+    "RunSummary",
     "Status",
+    "Unreachable",
     "UsageError",
+    "ValidateSummary",
     "__version__",
+    "check",
+    "check_async",
+    "plan",
+    "retry",
+    "retry_async",
+    "run",
+    "run_async",
+    "settings",
+    "sync",
+    "sync_async",
+    "undo",
+    "undo_async",
+    "validate",
 ]

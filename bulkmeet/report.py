@@ -31,21 +31,13 @@ import orjson
 
 from . import __version__
 from .engine import RowEvents, RunStats
+from .exits import EXIT_MEANINGS
 from .logs import env_secrets, redact
 from .models import FINAL_STATUSES, Record, Status
 from .planner import Known, Send, Work
 from .results import iter_entries, now_iso
 from .words import plural
 
-EXIT_MEANINGS = {
-    0: "every row succeeded",
-    1: "some rows were not created (invalid, failed, duplicate, uncertain or not sent)",
-    2: "usage, config or input error",
-    3: "stopped: Gong refused the credentials or the endpoint (401/403)",
-    75: "deferred: the rate limit or the daily quota said wait; run again later",
-    130: "interrupted (SIGINT)",
-    143: "terminated (SIGTERM)",
-}
 PASSED = frozenset({Status.CREATED, Status.UPDATED, Status.DELETED})
 FAILURES = frozenset({Status.INVALID, Status.FAILED, Status.DUPLICATE})
 ERRORS = frozenset({Status.UNCERTAIN, Status.NOT_SENT})

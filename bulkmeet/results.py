@@ -242,6 +242,7 @@ class KeyState:
     sent_line: int | None = None
     meeting_id: str | None = None
     organizer: str | None = None  # of the last payload (what `undo` needs to delete)
+    created: str | None = None  # the meeting a run into this file created (for `undo`)
 
     @property
     def exists(self) -> bool:
@@ -356,7 +357,10 @@ def read_results(path: str | Path) -> ResultsState:
             ks.last = rec
             ks.in_flight = False
             if rec.status is Status.DELETED:
-                ks.meeting_id = None
+                ks.meeting_id = ks.created = None
+            elif rec.status is Status.CREATED and rec.meeting_id:
+                ks.meeting_id = ks.created = rec.meeting_id
+                ks.payload = None
             elif rec.meeting_id and rec.status in _HAS_MEETING:
                 ks.meeting_id = rec.meeting_id
                 ks.payload = None  # never sent again: a key with a meeting is skipped

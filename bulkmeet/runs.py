@@ -2,7 +2,8 @@
 
 `run_input` is `bulkmeet run` (and `retry --input`), `run_rows` sends rows already mapped
 (`retry` from recorded payloads). Both plan with `planner.Planner`, open the one session of
-`session.open_session` and send through `engine.Engine`; sync and undo do the same in sync.py.
+`session.open_session` and send through `engine.Engine`; sync and undo do the same in
+reconcile.py.
 No printing here: the CLI and the Python API show what these return.
 """
 

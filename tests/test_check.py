@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bulkmeet.check import (
+from bulkmeet.cli import main
+from bulkmeet.client import Credentials, GongClient
+from bulkmeet.config import Config
+from bulkmeet.errors import AuthError, UsageError
+from bulkmeet.gate import Gate
+from bulkmeet.mapping import Mapper
+from bulkmeet.models import RawRow, Record, Status
+from bulkmeet.preflight import (
     MAX_EMAILS_PER_CALL,
     Organizer,
     Preflight,
@@ -22,13 +29,6 @@ from bulkmeet.check import (
     check_out_path,
     collect_organizers,
 )
-from bulkmeet.cli import main
-from bulkmeet.client import Credentials, GongClient
-from bulkmeet.config import Config
-from bulkmeet.errors import AuthError, UsageError
-from bulkmeet.gate import Gate
-from bulkmeet.mapping import Mapper
-from bulkmeet.models import RawRow, Record, Status
 from bulkmeet.quota import DailyQuota
 from bulkmeet.results import ResultsWriter
 from bulkmeet.sandbox import (

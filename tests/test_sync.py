@@ -22,8 +22,8 @@ from bulkmeet.config import Config
 from bulkmeet.engine import RowEvents
 from bulkmeet.ledger import Ledger, LedgerEntry, read_ledger
 from bulkmeet.models import Record, Row, Status, payload_digest
+from bulkmeet.reconcile import Kind, describe_changes, make_plan, read_plan, run_sync
 from bulkmeet.sandbox import SandboxSettings, SandboxThread, start_sandbox
-from bulkmeet.sync import Kind, describe_changes, make_plan, read_plan, run_sync
 
 from .helpers import CREDS, finals, last_by_key, write_csv
 

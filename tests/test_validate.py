@@ -18,12 +18,12 @@ from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulkmeet.check import Triage
 from bulkmeet.cli import main
 from bulkmeet.config import anchor_paths, local_zone
 from bulkmeet.errors import InputError
 from bulkmeet.mapping import Mapper
 from bulkmeet.models import RawRow
+from bulkmeet.preflight import Triage
 from bulkmeet.reader import read_rows
 
 from .helpers import HEADER, SANDBOX, finals, meeting_row, write_csv

@@ -18,6 +18,7 @@ from .. import __version__, logs
 from .. import config as config_mod
 from ..config import Config
 from ..errors import BulkmeetError, InputError
+from ..exits import EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, exit_code
 from ..models import FINAL_STATUSES, Status
 from ..words import plural
 
@@ -29,13 +30,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 GONG_RATE = config_mod.DEFAULT_RATE  # a default Gong company's calls per second
 
-EXIT_OK = 0
-EXIT_ROWS = 1
-EXIT_USAGE = 2
-EXIT_AUTH = 3
-EXIT_DEFERRED = 75
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
 
 log = logging.getLogger("bulkmeet")
 
@@ -126,28 +120,6 @@ def signals(stop: asyncio.Event, hard: asyncio.Event, got: list[int]) -> Iterato
             loop.remove_signal_handler(sig)  # leaves SIGTERM at its default: death by signal
         if signal.SIGTERM in installed and before is not None:
             signal.signal(signal.SIGTERM, before)
-
-
-def exit_code(stats: RunStats, signals: list[int]) -> int:
-    code = _run_code(stats, signals)
-    # State not saved after the run (its records are all on disk): 2, if nothing says more.
-    return code or (EXIT_USAGE if stats.output_errors else EXIT_OK)
-
-
-def _run_code(stats: RunStats, signals: list[int]) -> int:
-    if stats.stopped_by is not None:  # a full disk, an unreachable host: says more than a signal
-        return stats.stopped_by.exit_code
-    if signals:
-        return EXIT_SIGTERM if signals[0] == signal.SIGTERM else EXIT_SIGINT
-    if stats.auth_error is not None:
-        return EXIT_AUTH
-    if stats.exit_status is Status.DEFERRED:
-        return EXIT_DEFERRED
-    bad = (Status.INVALID, Status.FAILED, Status.NOT_SENT, Status.UNCERTAIN, Status.DUPLICATE)
-    if any(stats.counts.get(s.value) for s in bad) or stats.uncertain_before \
-            or stats.refused_before:
-        return EXIT_ROWS
-    return EXIT_OK
 
 
 def errors_out_file(cfg: Config, input: str, results: str, path: str, code: int, *,

@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-from .common import EXIT_OK, guard, main
+from ..exits import EXIT_OK
+from .common import guard, main
 
 EXAMPLE = "config.example.yaml"  # package data; tests keep it identical to the repository's
 DEFAULT_PATH = "bulkmeet.yaml"

@@ -12,8 +12,8 @@ import click
 
 from ..config import Config
 from ..errors import BulkmeetError, UsageError
+from ..exits import EXIT_OK
 from .common import (
-    EXIT_OK,
     RunOutputs,
     carry_out,
     errors_out_file,

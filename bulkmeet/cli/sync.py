@@ -20,7 +20,8 @@ from ..words import agree, plural
 
 if TYPE_CHECKING:
     from ..engine import RunStats
-from ..sync import (
+from ..exits import EXIT_OK, EXIT_ROWS
+from ..reconcile import (
     DEFAULT_MAX_DELETES,
     UNDO_CONFIRM_OVER,
     Change,
@@ -36,8 +37,6 @@ from ..sync import (
     undo_out,
 )
 from .common import (
-    EXIT_OK,
-    EXIT_ROWS,
     carry_out,
     guard,
     log,

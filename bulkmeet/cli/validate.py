@@ -17,15 +17,14 @@ from ..errors import BulkmeetError
 from ..triage import Triage
 
 if TYPE_CHECKING:
-    from ..check import Organizer, Preflight
+    from ..preflight import Organizer, Preflight
+from ..exits import EXIT_OK, EXIT_ROWS
 from ..mapping import Mapper
 from ..models import Status
 from ..reader import read_rows
 from ..results import ResultsWriter
 from ..words import agree, plural
 from .common import (
-    EXIT_OK,
-    EXIT_ROWS,
     guard,
     main,
     parse_rate,
@@ -124,7 +123,7 @@ def validate(input: str, config_path: str | None, preset: str | None, organizer:
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
                                   format=fmt)
         if out is not None:
-            from ..check import check_out_path
+            from ..preflight import check_out_path
 
             check_out_path(out, input)
         mapper = Mapper.from_config(cfg)
@@ -202,7 +201,7 @@ def check(input: str, config_path: str | None, preset: str | None, organizer: st
                                   format=fmt, **parse_rate(rate))
         echo_notes(notes)
         warn_fast_rate(cfg, sandbox=sandbox)
-        from ..check import preflight
+        from ..preflight import preflight
 
         report = asyncio.run(preflight(cfg, input, sheet=sheet, sandbox=sandbox,
                                        insecure=insecure,

@@ -457,8 +457,9 @@ def undo_out(results_path: str) -> str:
 
 
 def plan_undo(results_path: str, *, out: str, ledger_path: str | None = None) -> UndoPlan:
-    """The meetings a results file records as created (its last final record per key), less
-    those an earlier undo into `out` already deleted."""
+    """The meetings a results file records as created and that still exist by its records
+    (created, maybe updated since, not deleted), less those an earlier undo into `out` already
+    deleted."""
     if not Path(results_path).exists():
         raise InputError(f"results file {results_path} does not exist")
     if Path(out).resolve() == Path(results_path).resolve():
@@ -472,19 +473,22 @@ def plan_undo(results_path: str, *, out: str, ledger_path: str | None = None) ->
         plan.warnings.extend(warnings)
     for key, ks in state.keys.items():
         last = ks.last
-        if last is None or last.status is not Status.CREATED or not last.meeting_id:
+        # The meeting a run into this file created, if it still exists (a later update in the
+        # same file, a sync's, keeps it this file's to undo).
+        meeting = ks.created if ks.created is not None and ks.created == ks.meeting_id else None
+        if last is None or meeting is None:
             continue
         before = undone.keys.get(key)
         if before is not None and before.last is not None and \
-                before.last.status is Status.DELETED and before.last.meeting_id == last.meeting_id:
+                before.last.status is Status.DELETED and before.last.meeting_id == meeting:
             plan.done += 1
             continue
         entry = entries.get(key)
-        tracked = entry is not None and entry.meeting_id == last.meeting_id
+        tracked = entry is not None and entry.meeting_id == meeting
         organizer = ks.organizer
         if not organizer:
             organizer = _organizer(entry) if entry is not None and tracked else None
-        item = UndoItem(key, last.line, last.meeting_id, organizer, tracked)
+        item = UndoItem(key, last.line, meeting, organizer, tracked)
         (plan.items if organizer else plan.unknown).append(item)
     return plan
 
