@@ -1,0 +1,256 @@
+"""The workers: each takes a row from the queue and sends it until it has its final record,
+through the gate and the quota, acting on each answer as `policy.next_step` says."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..client import Lost, Outcome, Rejected, Succeeded
+from ..errors import AuthError, JournalError, QuotaExhausted, Unreachable
+from ..gate import GateClosed
+from ..models import Record, Row, Status
+from ..planner import Send
+from ..policy import Again, Done, Finish, Pause, TooLong, next_step, no_answer
+from .state import RunState
+
+log = logging.getLogger("bulkmeet")
+
+# What a successful request of each op records.
+_DONE = {"create": Status.CREATED, "update": Status.UPDATED, "delete": Status.DELETED}
+CUT_IN_FLIGHT = ("the run was stopped while this request was in flight; Gong may have created "
+                 "the meeting")
+
+
+class Workers(RunState):
+    """The worker stage of the engine."""
+
+    async def _work(self, queue: asyncio.Queue[Send | None]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        while True:
+            item = queue.get_nowait() if not queue.empty() else await queue.get()
+            if item is None:
+                return
+            if self.stop.is_set() or self._drain is not None:
+                self._finish_drained(item)
+                continue
+            self._busy.add(task)
+            try:
+                await self._send_row(item)
+            finally:
+                self._busy.discard(task)
+
+    async def _send_row(self, item: Send) -> None:
+        """Send one row until it has its final record: through the gate and the quota, with
+        retries. Runs once per row, so it allocates little (no closures, a direct path for
+        the usual `Succeeded`)."""
+        row = item.row
+        attempts = failures = 0
+        in_flight = False
+        try:
+            while True:
+                try:
+                    await self.gate.acquire()
+                except GateClosed:
+                    self._finish_drained(item, attempts=attempts)
+                    return
+                if self.stop.is_set():
+                    self._finish_drained(item, attempts=attempts)
+                    return
+                try:
+                    self.quota.spend()
+                except QuotaExhausted as exc:
+                    self._start_drain(Status.DEFERRED, str(exc))
+                    self._finish_drained(item, attempts=attempts)
+                    return
+                try:
+                    self.events.sending(row, attempts + 1, item.digest)
+                except JournalError as exc:
+                    self._journal_failed(exc)
+                    return  # not sent, and no record can be written: the resume sends it
+                attempts += 1
+                self._count_request()
+                in_flight = True
+                try:
+                    outcome: Outcome = await self._call(row)
+                except AuthError as exc:
+                    in_flight = False
+                    self.stats.auth_error = exc
+                    self._start_drain(Status.NOT_SENT, f"not sent: the run stopped on {exc}")
+                    self._finish(Record(row.line, row.key, Status.FAILED, exc.http_status,
+                                        request_id=exc.request_id, errors=(str(exc),),
+                                        attempts=attempts, payload_hash=item.digest), row)
+                    return
+                in_flight = False
+                if type(outcome) is Succeeded:
+                    self._done(item, outcome, attempts)
+                    return
+                done, failures = await self._handle(item, outcome, attempts, failures)
+                if done:
+                    return
+        except asyncio.CancelledError:
+            # Cancelled at an await: the gate, the request or a back-off. A row is finished
+            # only right before a return, so here it never is.
+            if in_flight:
+                self._finish(Record(row.line, row.key, Status.UNCERTAIN, errors=(CUT_IN_FLIGHT,),
+                                    attempts=attempts, payload_hash=item.digest), row)
+            else:
+                self._finish_drained(item, attempts=attempts)
+            raise
+
+    def _done(self, item: Send, outcome: Succeeded, attempts: int) -> None:
+        """The request did what it asked: created, updated or deleted."""
+        self.breaker.answered(self.gate.paused_seconds)
+        row = item.row
+        self._finish(Record(row.line, row.key, _DONE[row.op], outcome.http_status,
+                            outcome.meeting_id, outcome.meeting_url, outcome.request_id,
+                            attempts=attempts, payload_hash=item.digest), row)
+
+    async def _handle(self, item: Send, outcome: Outcome, attempts: int,
+                      failures: int) -> tuple[bool, int]:
+        """Act on an outcome other than Succeeded. Returns (row finished, failures so far)."""
+        row = item.row
+        extra = {"line": row.line, "key": row.key}
+        step = next_step(outcome, failures=failures, cfg=self.cfg, rand=self.rng.random(),
+                         resend_uncertain=self.resend_uncertain)
+        if isinstance(outcome, Lost) and isinstance(step, Again) \
+                and not self.breaker.may_resend_lost():
+            step = Finish(Status.UNCERTAIN, outcome.http_status, outcome.request_id,
+                         (outcome.message,), "uncertain")
+        if isinstance(step, Done):
+            self._done(item, step.outcome, attempts)
+            return True, failures
+        if isinstance(step, Pause | TooLong):
+            return self._limited(item, step, attempts), failures
+        if isinstance(step, Again):
+            failures += 1
+            if isinstance(outcome, Lost):
+                log.warning("line %d: %s; sending again (--resend-uncertain)", row.line,
+                            step.message, extra={**extra, "event": "retry"})
+                return False, failures
+            if not self._answered(item, outcome) or self._drain is not None:
+                self._finish_drained(item, attempts=attempts)
+                return True, failures
+            log.info("line %d: %s; retry %d in %.2fs", row.line, step.message, failures,
+                     step.delay, extra={**extra, "event": "retry"})
+            await self._sleep_unless_stopped(step.delay)
+            return False, failures
+        # Finish
+        if isinstance(outcome, Rejected):
+            self.breaker.answered(self.gate.paused_seconds)  # the host is up, not limiting
+        elif step.status is Status.FAILED:  # a 5xx or no connection, tried max_attempts times
+            if not self._answered(item, outcome) or self._drain is not None:
+                self._finish_drained(item, attempts=attempts)
+                return True, failures
+        if step.log == "failed" and isinstance(outcome, Rejected):
+            log.error("line %d: Gong answered %d: %s", row.line, outcome.http_status,
+                      "; ".join(outcome.errors), extra={**extra, "event": "failed"})
+        elif step.log == "failed":
+            log.error("line %d: giving up after %d attempts: %s", row.line, failures + 1,
+                      "; ".join(step.errors), extra={**extra, "event": "failed"})
+        else:
+            log.error("line %d: %s; recorded uncertain", row.line, "; ".join(step.errors),
+                      extra={**extra, "event": "uncertain"})
+        self._finish(Record(row.line, row.key, step.status, step.http_status,
+                            request_id=step.request_id, errors=step.errors, attempts=attempts,
+                            payload_hash=item.digest), row)
+        if step.status is Status.UNCERTAIN:
+            self._silence(outcome, "did not answer")
+        return True, failures
+
+    def _answered(self, item: Send, outcome: Outcome) -> bool:
+        """A 5xx or no connection: nothing was created. Settle the `sending` entries and count
+        it for the breaker. False when the journal refused (the run is stopping)."""
+        http_status = getattr(outcome, "http_status", None)
+        try:
+            self.events.answered(item.row, http_status)
+        except JournalError as exc:
+            self._journal_failed(exc)  # the `sending` stays: the resume calls it uncertain
+            return False
+        self._silence(outcome, "could not connect")
+        return True
+
+    def _silence(self, outcome: Outcome, what: str) -> None:
+        """Count an answer (or its absence) for the breaker; stop the run past its bound."""
+        if not no_answer(outcome):
+            self.breaker.heard()
+            return
+        if self.breaker.silent() and self._drain is None:
+            n, message = self.breaker.no_answer_count, getattr(outcome, "message", "")
+            if what == "could not connect":
+                error = Unreachable(f"cannot reach {self.client.base_url}: {n} requests in a "
+                                    f"row could not connect (last: {message}); the rest is "
+                                    "not sent")
+                self._stop_run(error, "Gong cannot be reached")
+            else:
+                error = Unreachable(f"{self.client.base_url} did not answer {n} requests in a "
+                                    f"row (last: {message}); the rest is not sent")
+                self._stop_run(error, "Gong does not answer")
+
+    def _limited(self, item: Send, step: Pause | TooLong, attempts: int) -> bool:
+        """A 429. Returns True when the row is finished (the rest is deferred)."""
+        row = item.row
+        extra = {"line": row.line, "key": row.key}
+        self.stats.rate_limited += 1
+        self.breaker.heard()
+        try:
+            self.events.answered(row, 429)
+        except JournalError as exc:
+            self._journal_failed(exc)
+        if self._drain is not None:
+            self._finish_drained(item, attempts=attempts)
+            return True
+        if isinstance(step, TooLong):
+            self._start_drain(Status.DEFERRED, (
+                f"Gong asked to wait {step.seconds:.0f}s (Retry-After {step.raw!r}), more than "
+                f"max_wait {self.cfg.max_wait:.0f}s; the rest is deferred"))
+            self._finish_deferred(item, step.request_id, attempts)
+            return True
+        if step.defaulted:
+            log.warning("429 without a usable Retry-After (%r); waiting the default %.1fs",
+                        step.raw, step.seconds, extra={**extra, "event": "pause"})
+        now = asyncio.get_running_loop().time()
+        reason = self.breaker.limited(now, self.gate.paused_seconds, step.seconds,
+                                      new_pause=self.gate.remaining_pause() <= 0,
+                                      max_wait=self.cfg.max_wait)
+        if reason is not None:
+            self._start_drain(Status.DEFERRED, reason)
+            self._finish_deferred(item, step.request_id, attempts)
+            return True
+        if self.gate.pause(step.seconds):
+            self.breaker.pauses += 1
+            log.warning("429: pausing every worker for %.1fs (Retry-After %r)", step.seconds,
+                        step.raw, extra={**extra, "event": "pause", "seconds": step.seconds})
+        return False  # a 429 is not a failed attempt
+
+    def _finish_deferred(self, item: Send, request_id: str | None, attempts: int) -> None:
+        row = item.row
+        self._finish(Record(row.line, row.key, Status.DEFERRED, 429, request_id=request_id,
+                            errors=(self.stats.stop_reason or "",), attempts=attempts,
+                            payload_hash=item.digest), row)
+
+    async def _call(self, row: Row) -> Outcome:
+        assert row.payload is not None
+        if row.op == "create":
+            return await self.client.create_meeting(row.payload)
+        assert row.meeting_id is not None, f"{row.op} needs a meeting id"
+        if row.op == "update":
+            return await self.client.update_meeting(row.meeting_id, row.payload)
+        if row.op == "delete":
+            outcome = await self.client.delete_meeting(
+                row.meeting_id, str(row.payload.get("organizerEmail", "")))
+            if (isinstance(outcome, Rejected) and outcome.http_status == 404
+                    and outcome.request_id is not None):
+                # Gong says it is already gone: the state asked for. A 404 without Gong's
+                # requestId (a proxy, a wrong endpoint) says nothing about the meeting.
+                return Succeeded(404, row.meeting_id, None, outcome.request_id)
+            return outcome
+        raise AssertionError(f"unknown op {row.op!r}")  # pragma: no cover
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        """A back-off sleep, cut short when the run stops sending."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
