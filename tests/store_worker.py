@@ -1,6 +1,6 @@
 """A process that uses a store, for the tests that need real OS processes racing on one store.
 
-    python -m tests.store_worker URL ACCESS_KEY claim N_KEYS START          -> claimed keys
+    python -m tests.store_worker URL ACCESS_KEY claim N_KEYS START SEED       -> claimed keys
     python -m tests.store_worker URL ACCESS_KEY hold N_KEYS LEASE           -> "ready", sleeps
     python -m tests.store_worker URL ACCESS_KEY pace RATE START DURATION    -> send times
 
@@ -11,6 +11,7 @@ processes started one after another begin together.
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 import time
 
@@ -31,11 +32,13 @@ async def main(argv: list[str]) -> None:
     owner = new_owner()
     async with await open_store(url, target) as store:
         if command == "claim":
-            n, start = int(args[0]), float(args[1])
+            n, start, seed = int(args[0]), float(args[1]), int(args[2])
+            keys = [f"k{i:04d}" for i in range(n)]
+            random.Random(seed).shuffle(keys)  # each process in its own order: real contention
             await _until(start)
             won = []
-            for i in range(n):
-                result = await store.claim(f"k{i:04d}", owner=owner, op="create",
+            for key in keys:
+                result = await store.claim(key, owner=owner, op="create",
                                            payload_digest="d", lease=60)
                 if isinstance(result, Claimed):
                     won.append(result.key)
