@@ -182,7 +182,9 @@ def test_update_and_delete_life_cycle(store_url: str) -> None:
 
 
 def test_targets_never_read_each_others_state(store_url: str) -> None:
-    real, sandbox = fresh_target(), Target.for_access_key("http://127.0.0.1:8080", "sandbox")
+    # the same key id on another host (a sandbox): a shared database must not mix them
+    real = fresh_target()
+    sandbox = Target.for_access_key("http://127.0.0.1:8080", real.principal.split(":", 1)[1])
 
     async def body(s: Store) -> None:
         await _claim(s, "k")
