@@ -7,6 +7,8 @@ summaries and raising the exceptions rooted at `BulkmeetError`.
 
 __version__ = "0.1.0"  # before the imports: modules they load read it
 
+import logging
+
 from .api import (
     RunSummary,
     ValidateSummary,
@@ -37,6 +39,9 @@ from .errors import (
 )
 from .exits import EXIT_MEANINGS
 from .models import Record, Status
+
+# A library logs to its logger and leaves where it goes to the caller (the CLI sets that up).
+logging.getLogger("bulkmeet").addHandler(logging.NullHandler())
 
 __all__ = [
     "EXIT_MEANINGS",

@@ -121,3 +121,20 @@ def test_plan_sync_and_undo_from_python(tmp_path: Path, env: None,
         undone = bulkmeet.undo(done.results, ledger=ledger, rate=1000)
         assert undone.counts == {"deleted": 3}
         assert sb.state.meetings == {}
+
+
+def test_the_readme_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's Python API example, taken from the README and run in a folder holding the
+    sample: it prints what its comments say."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Python API", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "samples").mkdir()
+    sample = Path(__file__).resolve().parents[1] / "samples" / "meetings.csv"
+    (tmp_path / "samples" / "meetings.csv").write_bytes(sample.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "{'invalid': 2, 'created': 4, 'failed': 1}"
+    assert printed[1].startswith("1 some rows were not created")
