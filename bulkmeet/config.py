@@ -65,6 +65,11 @@ class Config:
     mapping: Mapping[str, Any] = field(default_factory=dict)
     # state
     ledger: str | None = None
+    # The state store (claims before each send, pacing and the daily count shared by every
+    # process): "default" (a SQLite file per Gong company under the state directory),
+    # sqlite:///path, a path, or postgresql://...; None: no store.
+    state: str | None = None
+    state_must_exist: bool = False  # refuse to start on a new or empty store (a lost CI cache)
     # display
     status_interval: float = DEFAULT_STATUS_INTERVAL
 
@@ -272,6 +277,11 @@ def validate(cfg: Config, *, source: str) -> Config:
     problem = base_url_problem(cfg.base_url)
     if problem is not None:
         raise ConfigError(f"{source}: base_url {_hide_userinfo(cfg.base_url)!r} {problem}")
+    if cfg.state is not None and (not isinstance(cfg.state, str) or not cfg.state.strip()):
+        raise ConfigError(f"{source}: state must be default, sqlite:///path, a path or "
+                          f"postgresql://..., not {cfg.state!r}")
+    if cfg.state_must_exist and cfg.state is None:
+        raise ConfigError(f"{source}: state_must_exist needs a state store (state: or --state)")
     if cfg.timezone is not None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -8,6 +8,7 @@
      +-- QuotaExhausted    daily budget spent or a 429 wait past max_wait (exit 75)
      +-- Unreachable       Gong's host cannot be reached or never answers (exit 69)
      +-- JournalError      the results file (or ledger) cannot be written (exit 74)
+     +-- StateMissing      --state-must-exist, and the state store is new  (exit 78)
 """
 
 from __future__ import annotations
@@ -61,3 +62,10 @@ class JournalError(BulkmeetError):
     again by the resume (sysexits EX_IOERR)."""
 
     exit_code = 74
+
+
+class StateMissing(BulkmeetError):
+    """The run was told its state must exist (a nightly job), and the store is new or empty:
+    starting would create every row again."""
+
+    exit_code = 78

@@ -17,6 +17,7 @@ EXIT_AUTH: Final = 3
 EXIT_UNREACHABLE: Final = 69
 EXIT_JOURNAL: Final = 74
 EXIT_DEFERRED: Final = 75
+EXIT_STATE_MISSING: Final = 78
 EXIT_SIGINT: Final = 130
 EXIT_SIGTERM: Final = 143
 
@@ -28,6 +29,7 @@ EXIT_MEANINGS: Final = {
     EXIT_UNREACHABLE: "stopped: Gong could not be reached or did not answer",
     EXIT_JOURNAL: "stopped: the results file or the ledger could not be written",
     EXIT_DEFERRED: "deferred: the rate limit or the daily quota said wait; run again later",
+    EXIT_STATE_MISSING: "refused: the state store was required to exist and is new or empty",
     EXIT_SIGINT: "interrupted (SIGINT)",
     EXIT_SIGTERM: "terminated (SIGTERM)",
 }

@@ -16,6 +16,8 @@ rules cannot drift apart between them:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -25,13 +27,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .config import DEFAULT_DAILY_BUDGET, DEFAULT_RATE, Config
-from .errors import ConfigError
+from .errors import ConfigError, StateMissing
 from .gate import Gate, RateChange
 from .quota import DailyQuota, quota_for
 
 if TYPE_CHECKING:
     from .client import Credentials, GongClient
     from .sandbox import Sandbox
+    from .store import Store
 
 log = logging.getLogger("bulkmeet")
 
@@ -56,6 +59,7 @@ class Session:
     gate: Gate
     quota: DailyQuota
     sandbox: Sandbox | None = None
+    store: Store | None = None  # the state store, when `state` is set
     output_errors: list[str] = field(default_factory=list)
 
 
@@ -84,6 +88,34 @@ def credentials_for(target: Target) -> Credentials:
     if target.sandbox:
         return Credentials.basic(*SANDBOX_CREDENTIALS)
     return Credentials.from_env()
+
+
+def principal(credentials: Credentials) -> str:
+    """Who sends, as the state store names it: the access key id, or a digest of the bearer
+    token; never a secret."""
+    scheme, _, token = credentials.header().partition(" ")
+    if scheme == "Basic":
+        return "key:" + base64.b64decode(token).decode("utf-8", "replace").split(":", 1)[0]
+    return "bearer:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+async def open_state(cfg: Config, credentials: Credentials) -> Store:
+    """The state store of the company `cfg.base_url` and `credentials` name. With
+    state_must_exist, a new or empty store stops the run before anything is sent."""
+    from .store import Target as StoreTarget
+    from .store import normalise_url, open_store
+
+    assert cfg.state is not None
+    where = None if cfg.state == "default" else cfg.state
+    target = StoreTarget(normalise_url(cfg.base_url), principal(credentials))
+    store = await open_store(where, target)
+    if cfg.state_must_exist and await store.is_empty():
+        await store.close()
+        raise StateMissing(
+            f"the state store for {target.label} holds nothing yet, and the run was told it "
+            "must exist (--state-must-exist): a lost CI cache or a wrong --state would create "
+            "every row again; nothing was sent")
+    return store
 
 
 def make_gate(cfg: Config, *, unlimited: bool = False) -> Gate:
@@ -152,8 +184,12 @@ async def open_session(
         quota = quota_for(cfg, sandbox=target.sandbox)
         async with GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
                               connections=connections or cfg.concurrency) as client:
-            session = Session(cfg, client, make_gate(cfg, unlimited=unlimited), quota, sandbox)
+            store = await open_state(cfg, credentials) if cfg.state is not None else None
+            session = Session(cfg, client, make_gate(cfg, unlimited=unlimited), quota, sandbox,
+                              store)
             try:
                 yield session
             finally:
                 save_quota(quota, session.output_errors)
+                if store is not None:
+                    await store.close()

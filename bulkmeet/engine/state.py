@@ -17,6 +17,7 @@ from ..models import Record, Row, Status
 from ..planner import Send
 from ..policy import Breaker
 from ..session import Session
+from ..store.base import new_owner
 from .events import Fanout, Journal, RowEvents
 from .stats import RunStats
 
@@ -42,6 +43,9 @@ class RunState:
         self.client = session.client
         self.gate = session.gate
         self.quota = session.quota
+        self.store = session.store
+        self.owner = new_owner()  # this engine's name on its claims in the state store
+        self._claimed: dict[str, Record | None] = {}  # keys claimed -> their final record
         self.events = Fanout(journal, listeners)
         self.resend_uncertain = resend_uncertain
         self.stop = stop or asyncio.Event()
@@ -66,6 +70,8 @@ class RunState:
             self.stats.unrecorded += 1
             self._journal_failed(exc)
             return
+        if row is not None and row.key in self._claimed:
+            self._claimed[row.key] = record  # settled in the store once the worker is done
         self.stats.counts[record.status._value_] += 1  # _value_: .value is a slow descriptor
         if record.status is Status.UNCERTAIN:
             self.stats.uncertain_lines.append(record.line)

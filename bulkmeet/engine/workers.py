@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import orjson
+
 from ..client import Lost, Outcome, Rejected, Succeeded
 from ..errors import AuthError, JournalError, QuotaExhausted, Unreachable
 from ..gate import GateClosed
 from ..models import Record, Row, Status
 from ..planner import Send
 from ..policy import Again, Done, Finish, Pause, TooLong, next_step, no_answer
+from ..store import AlreadyDone, Claimed, HeldBy, RefusedSamePayload, Uncertain
+from ..store import Outcome as StoreOutcome
 from .state import RunState
 
 log = logging.getLogger("bulkmeet")
@@ -20,6 +24,27 @@ log = logging.getLogger("bulkmeet")
 _DONE = {"create": Status.CREATED, "update": Status.UPDATED, "delete": Status.DELETED}
 CUT_IN_FLIGHT = ("the run was stopped while this request was in flight; Gong may have created "
                  "the meeting")
+
+
+# How long a claim holds without renewal; the engine renews its claims every third of it.
+CLAIM_LEASE = 120.0
+
+
+def _store_outcome(record: Record | None, row: Row) -> StoreOutcome:
+    """A claimed create's final record, as the state store takes it."""
+    if record is None:  # no record at all (the journal refused it): nothing is known
+        return StoreOutcome.uncertain("no final record was written")
+    status = record.status
+    organizer = str((row.payload or {}).get("organizerEmail") or "") or None
+    if status is Status.CREATED and record.meeting_id:
+        payload = orjson.dumps(row.payload).decode() if row.payload is not None else None
+        return StoreOutcome.created(record.meeting_id, organizer=organizer, payload=payload)
+    if status is Status.FAILED and record.request_id is not None \
+            and record.http_status is not None and 400 <= record.http_status < 500:
+        return StoreOutcome.refused(record.http_status, orjson.dumps(list(record.errors)).decode())
+    if status is Status.UNCERTAIN:
+        return StoreOutcome.uncertain("; ".join(record.errors) or None)
+    return StoreOutcome.not_created(record.http_status, "; ".join(record.errors) or None)
 
 
 class Workers(RunState):
@@ -42,6 +67,70 @@ class Workers(RunState):
                 self._busy.discard(task)
 
     async def _send_row(self, item: Send) -> None:
+        """Send one row until it has its final record. With a state store, a create is claimed
+        first (no other process, here or on another machine, can send the key while the claim
+        stands) and settled there after its final record."""
+        if self.store is None or item.row.op != "create":
+            # Updates and deletes are idempotent: sending one twice does no harm.
+            await self._send(item)
+            return
+        if not await self._claim(item):
+            return
+        try:
+            await self._send(item)
+        finally:
+            await self._settle(item)
+
+    async def _claim(self, item: Send) -> bool:
+        """Claim the row's key in the store; a key that cannot be claimed gets its record."""
+        assert self.store is not None
+        row = item.row
+        result = await self.store.claim(row.key, owner=self.owner, op="create",
+                                        payload_digest=item.digest, lease=CLAIM_LEASE,
+                                        resend_uncertain=self.resend_uncertain)
+        if isinstance(result, Claimed):
+            self._claimed[row.key] = None
+            return True
+        if isinstance(result, AlreadyDone):
+            self.stats.skipped += 1
+            record = Record(row.line, row.key, Status.SKIPPED, meeting_id=result.meeting_id,
+                            errors=(f"already {result.state.value} (state store): sent by an "
+                                    "earlier run, or by another process sharing the store",),
+                            payload_hash=item.digest)
+        elif isinstance(result, HeldBy):
+            record = Record(row.line, row.key, Status.NOT_SENT, errors=(
+                f"another run ({result.owner}) is sending this key now; not sent twice (run "
+                "again later: it will be skipped if that run created it)",),
+                payload_hash=item.digest)
+        elif isinstance(result, Uncertain):
+            record = Record(row.line, row.key, Status.UNCERTAIN, errors=(
+                "the state store holds a request for this key whose answer was lost (a run "
+                "stopped mid-request); Gong may have created it. Not sent again (check Gong, "
+                "then use --resend-uncertain)",), payload_hash=item.digest)
+        elif isinstance(result, RefusedSamePayload):
+            record = Record(row.line, row.key, Status.FAILED, result.http_status, errors=(
+                "Gong refused this very payload before (state store); fix the row to send it "
+                "again",), payload_hash=item.digest)
+        else:  # NoMeeting cannot answer a create
+            record = Record(row.line, row.key, Status.NOT_SENT, errors=(str(result),),
+                            payload_hash=item.digest)
+        self._finish(record, None, row.payload if record.status is Status.NOT_SENT else None)
+        return False
+
+    async def _settle(self, item: Send) -> None:
+        """Tell the store how the claimed request ended (a lost or cut answer: uncertain)."""
+        assert self.store is not None
+        row = item.row
+        record = self._claimed.pop(row.key, None)
+        outcome = _store_outcome(record, row)
+        try:
+            await self.store.settle(row.key, self.owner, outcome)
+        except Exception as exc:  # the claim ran out: the store calls the key uncertain
+            log.warning("line %d: the state store did not take this row's outcome (%s); it "
+                        "counts as uncertain there", row.line, exc,
+                        extra={"line": row.line, "key": row.key, "event": "state"})
+
+    async def _send(self, item: Send) -> None:
         """Send one row until it has its final record: through the gate and the quota, with
         retries. Runs once per row, so it allocates little (no closures, a direct path for
         the usual `Succeeded`)."""
@@ -58,8 +147,15 @@ class Workers(RunState):
                 if self.stop.is_set():
                     self._finish_drained(item, attempts=attempts)
                     return
+                if self.store is not None and self.gate.effective_rate is not None:
+                    # The company's slot, shared with every process that uses the store.
+                    wait = await self.store.take_slot(self.gate.effective_rate)
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                 try:
                     self.quota.spend()
+                    if self.store is not None and self.quota.path is not None:
+                        await self.store.spend(self.quota.day, self.quota.budget)
                 except QuotaExhausted as exc:
                     self._start_drain(Status.DEFERRED, str(exc))
                     self._finish_drained(item, attempts=attempts)
@@ -122,7 +218,10 @@ class Workers(RunState):
             self._done(item, step.outcome, attempts)
             return True, failures
         if isinstance(step, Pause | TooLong):
-            return self._limited(item, step, attempts), failures
+            finished = self._limited(item, step, attempts)
+            if not finished and self.store is not None and isinstance(step, Pause):
+                await self.store.pause_for(step.seconds)  # every process of the company waits
+            return finished, failures
         if isinstance(step, Again):
             failures += 1
             if isinstance(outcome, Lost):
