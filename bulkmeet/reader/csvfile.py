@@ -33,8 +33,8 @@ from typing import Any, BinaryIO, Literal, TextIO
 
 import orjson
 
-from .errors import InputError
-from .models import RawRow
+from ..errors import InputError
+from ..models import RawRow
 
 __all__ = ["Format", "Rows", "detect_format", "read_rows"]
 
