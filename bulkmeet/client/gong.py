@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from . import __version__
-from .errors import AuthError, ConfigError
-from .models import value_class
+from .. import __version__
+from ..errors import AuthError, ConfigError
+from ..models import value_class
 
 MEETINGS_PATH = "/v2/meetings"
 STATUS_PATH = "/v2/meetings/integration/status"
