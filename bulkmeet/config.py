@@ -28,6 +28,7 @@ DEFAULT_RETRY_AFTER = 5.0
 DEFAULT_MAX_WAIT = 900.0
 DEFAULT_DAILY_BUDGET = 10_000
 DEFAULT_GRACE_PERIOD = 10.0
+DEFAULT_CLAIM_LEASE = 120.0  # a run renews its claims every third of it
 DEFAULT_STATUS_INTERVAL = 15.0  # seconds between status lines when stderr is not a terminal
 
 
@@ -70,6 +71,7 @@ class Config:
     # sqlite:///path, a path, or postgresql://...; None: no store.
     state: str | None = None
     state_must_exist: bool = False  # refuse to start on a new or empty store (a lost CI cache)
+    claim_lease: float = DEFAULT_CLAIM_LEASE  # seconds a claim holds without being renewed
     # display
     status_interval: float = DEFAULT_STATUS_INTERVAL
 
@@ -247,7 +249,7 @@ def validate(cfg: Config, *, source: str) -> Config:
     """Check every value once; the message names the key and where it came from."""
     for name in ("rate", "rate_ceiling", "rate_floor", "rate_margin", "backoff_base", "backoff_max",
                  "request_timeout", "retry_after_default", "max_wait", "grace_period",
-                 "status_interval"):
+                 "status_interval", "claim_lease"):
         _check_type(cfg, name, (int, float), source)
     for name in ("concurrency", "queue_size", "max_attempts", "daily_budget"):
         _check_type(cfg, name, (int,), source)
@@ -280,6 +282,8 @@ def validate(cfg: Config, *, source: str) -> Config:
     if cfg.state is not None and (not isinstance(cfg.state, str) or not cfg.state.strip()):
         raise ConfigError(f"{source}: state must be default, sqlite:///path, a path or "
                           f"postgresql://..., not {cfg.state!r}")
+    if not cfg.claim_lease > 0:
+        raise ConfigError(f"{source}: claim_lease must be greater than 0, not {cfg.claim_lease!r}")
     if cfg.state_must_exist and cfg.state is None:
         raise ConfigError(f"{source}: state_must_exist needs a state store (state: or --state)")
     if cfg.timezone is not None:

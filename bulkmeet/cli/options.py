@@ -6,6 +6,7 @@
   --sandbox-rate), on every command that talks to Gong: run, check, retry, sync, undo.
 - `output_options`: what a run shows and leaves (--quiet, --status-interval, --junit,
   --summary, and the log options), on every command that sends: run, retry, sync, undo.
+- `state_options`: --state and --state-must-exist, on run, retry, sync and undo.
 - `log_options`: --log-level and --log-format, on the others.
 """
 
@@ -84,6 +85,21 @@ def sending_options(fn: F) -> F:
                      help="Workers sending at once (8)."),
         click.option("--insecure", is_flag=True, help="Allow a base URL that is plain http."),
         sandbox_options,
+    )
+
+
+def state_options(fn: F) -> F:
+    """--state and --state-must-exist."""
+    return _apply(
+        fn,
+        click.option("--state", metavar="URL", help="State store shared by every process "
+                     "sending to this Gong company: 'default' (a SQLite file under the state "
+                     "directory), sqlite:///PATH, PATH, or postgresql://... Each create is "
+                     "claimed there before it is sent, and pacing and the daily count are "
+                     "shared through it (config: state)."),
+        click.option("--state-must-exist", is_flag=True, default=None,
+                     help="Refuse to start (exit 78) when the state store is new or empty: "
+                     "for nightly jobs, where a lost cache must not create every row again."),
     )
 
 

@@ -22,7 +22,7 @@ from .common import (
     sandbox_limit,
     warn_fast_rate,
 )
-from .options import input_options, output_options, sending_options
+from .options import input_options, output_options, sending_options, state_options
 from .validate import echo_notes, hinting, input_config
 
 if TYPE_CHECKING:
@@ -40,13 +40,15 @@ if TYPE_CHECKING:
               "format plus an `error` column (needs --input).")
 @click.option("--resend-uncertain", is_flag=True, help="Also send rows recorded uncertain.")
 @sending_options
+@state_options
 @output_options
 def retry(results: str, input_path: str | None, config_path: str | None, preset: str | None,
           organizer: str | None, tz: str | None, fmt: str | None, sheet: str | None,
           ledger: str | None, errors_out: str | None, resend_uncertain: bool, rate: str | None,
           concurrency: int | None, insecure: bool, sandbox: bool, sandbox_rate: float,
-          quiet: bool, status_interval: float | None, junit: str | None,
-          summary_path: str | None, log_level: str, log_format: str) -> None:
+          state: str | None, state_must_exist: bool | None, quiet: bool,
+          status_interval: float | None, junit: str | None, summary_path: str | None,
+          log_level: str, log_format: str) -> None:
     """Send again the rows of RESULTS whose last outcome may pass now: 5xx, timeouts, 429 past
     the wait cap, not_sent and deferred. Rows fixed in the sheet (given with --input, read and
     mapped as `run` does) are sent too; rows already created never are. New records are appended
@@ -62,7 +64,8 @@ def retry(results: str, input_path: str | None, config_path: str | None, preset:
             require_file(input_path)
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
                                   concurrency=concurrency, format=fmt, ledger=ledger,
-                                  status_interval=status_interval, **parse_rate(rate))
+                                  status_interval=status_interval, state=state,
+                                  state_must_exist=state_must_exist, **parse_rate(rate))
         if errors_out and not input_path:
             raise UsageError("--errors-out needs --input (the rows are written in its format)")
         if not quiet and input_path is not None:

@@ -26,7 +26,7 @@ from .common import (
     signals,
     warn_fast_rate,
 )
-from .options import input_options, output_options, sending_options
+from .options import input_options, output_options, sending_options, state_options
 from .validate import echo_notes, hinting, input_config
 
 if TYPE_CHECKING:
@@ -49,13 +49,15 @@ if TYPE_CHECKING:
 @click.option("--errors-out", help="After the run, write the rows that failed or are invalid "
               "here, in the input's format and columns plus an `error` column.")
 @sending_options
+@state_options
 @output_options
 def run(input: str, config_path: str | None, preset: str | None, organizer: str | None,
         tz: str | None, fmt: str | None, sheet: str | None, out: str | None,
         ledger: str | None, fresh: bool, resend_uncertain: bool, errors_out: str | None,
         rate: str | None, concurrency: int | None, insecure: bool, sandbox: bool,
-        sandbox_rate: float, quiet: bool, status_interval: float | None, junit: str | None,
-        summary_path: str | None, log_level: str, log_format: str) -> None:
+        sandbox_rate: float, state: str | None, state_must_exist: bool | None, quiet: bool,
+        status_interval: float | None, junit: str | None, summary_path: str | None,
+        log_level: str, log_format: str) -> None:
     """Create a Gong meeting for every valid row of INPUT (a path, or - for stdin).
 
     Every row gets one final record in the results file. Re-running the same command resumes:
@@ -70,7 +72,8 @@ def run(input: str, config_path: str | None, preset: str | None, organizer: str 
         require_file(input)
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
                                   concurrency=concurrency, format=fmt, ledger=ledger,
-                                  status_interval=status_interval, **parse_rate(rate))
+                                  status_interval=status_interval, state=state,
+                                  state_must_exist=state_must_exist, **parse_rate(rate))
         if not quiet:
             echo_notes(notes)
         warn_fast_rate(cfg, sandbox=sandbox)

@@ -48,7 +48,14 @@ from .common import (
     setup_logging,
     warn_fast_rate,
 )
-from .options import config_option, input_options, log_options, output_options, sending_options
+from .options import (
+    config_option,
+    input_options,
+    log_options,
+    output_options,
+    sending_options,
+    state_options,
+)
 from .validate import echo_notes, hinting, input_config
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -211,13 +218,15 @@ def plan(input: str, config_path: str | None, preset: str | None, organizer: str
               "INPUT.results.jsonl beside the input.")
 @click.option("--fresh", is_flag=True, help="Start the results file anew.")
 @sending_options
+@state_options
 @output_options
 def sync(input: str, config_path: str | None, preset: str | None, organizer: str | None,
          tz: str | None, fmt: str | None, sheet: str | None, ledger: str | None, prune: bool,
          yes: bool, max_deletes: int, resend_uncertain: bool, out: str | None, fresh: bool,
          rate: str | None, concurrency: int | None, insecure: bool, sandbox: bool,
-         sandbox_rate: float, quiet: bool, status_interval: float | None, junit: str | None,
-         summary_path: str | None, log_level: str, log_format: str) -> None:
+         sandbox_rate: float, state: str | None, state_must_exist: bool | None, quiet: bool,
+         status_interval: float | None, junit: str | None, summary_path: str | None,
+         log_level: str, log_format: str) -> None:
     """Make Gong match INPUT: create new rows, update changed ones, and with --prune delete
     meetings whose rows are gone.
 
@@ -235,7 +244,8 @@ def sync(input: str, config_path: str | None, preset: str | None, organizer: str
         require_file(input)
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
                                   concurrency=concurrency, format=fmt,
-                                  status_interval=status_interval, **parse_rate(rate))
+                                  status_interval=status_interval, state=state,
+                                  state_must_exist=state_must_exist, **parse_rate(rate))
         if not quiet:
             echo_notes(notes)
         path = _ledger_path(ledger, cfg, "sync")
@@ -285,10 +295,12 @@ def sync(input: str, config_path: str | None, preset: str | None, organizer: str
 @click.option("--out", help="The undo's own results file (default: RESULTS with .undo before "
               "the suffix); running the same undo again resumes it.")
 @sending_options
+@state_options
 @output_options
 def undo(results: str, config_path: str | None, ledger: str | None, yes: bool, dry_run: bool,
          out: str | None, rate: str | None, concurrency: int | None, insecure: bool,
-         sandbox: bool, sandbox_rate: float, quiet: bool, status_interval: float | None,
+         sandbox: bool, sandbox_rate: float, state: str | None,
+         state_must_exist: bool | None, quiet: bool, status_interval: float | None,
          junit: str | None, summary_path: str | None, log_level: str, log_format: str) -> None:
     """Delete the meetings that the results file RESULTS records as created.
 
@@ -304,7 +316,8 @@ def undo(results: str, config_path: str | None, ledger: str | None, yes: bool, d
     def go() -> int:
         require_file(results, "results file")
         cfg, _ = input_config(config_path, concurrency=concurrency,
-                              status_interval=status_interval, **parse_rate(rate))
+                              status_interval=status_interval, state=state,
+                                  state_must_exist=state_must_exist, **parse_rate(rate))
         warn_fast_rate(cfg, sandbox=sandbox)
         target = out or undo_out(results)
         if sandbox and out is None:  # a fresh sandbox each time: its undo starts anew too

@@ -54,6 +54,8 @@ class Engine(Feed, Workers):
                    for i in range(self.cfg.concurrency)]
         watcher = asyncio.create_task(self._watch_stop(reader, workers), name="stop-watcher")
         helpers = [watcher, asyncio.create_task(self.quota.save_every(), name="quota-saver")]
+        if self.store is not None:
+            helpers.append(asyncio.create_task(self._renew_claims(), name="claim-renewal"))
         try:
             # Wait on the tasks, never await them: a stop cancels the reader, and its
             # CancelledError must not pass for this task's own (which cut the grace period).

@@ -26,10 +26,6 @@ CUT_IN_FLIGHT = ("the run was stopped while this request was in flight; Gong may
                  "the meeting")
 
 
-# How long a claim holds without renewal; the engine renews its claims every third of it.
-CLAIM_LEASE = 120.0
-
-
 def _store_outcome(record: Record | None, row: Row) -> StoreOutcome:
     """A claimed create's final record, as the state store takes it."""
     if record is None:  # no record at all (the journal refused it): nothing is known
@@ -86,7 +82,7 @@ class Workers(RunState):
         assert self.store is not None
         row = item.row
         result = await self.store.claim(row.key, owner=self.owner, op="create",
-                                        payload_digest=item.digest, lease=CLAIM_LEASE,
+                                        payload_digest=item.digest, lease=self.cfg.claim_lease,
                                         resend_uncertain=self.resend_uncertain)
         if isinstance(result, Claimed):
             self._claimed[row.key] = None
@@ -116,6 +112,17 @@ class Workers(RunState):
                             payload_hash=item.digest)
         self._finish(record, None, row.payload if record.status is Status.NOT_SENT else None)
         return False
+
+    async def _renew_claims(self) -> None:
+        """Keep this engine's claims alive while it runs (a task of its own)."""
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(self.cfg.claim_lease / 3)
+            try:
+                await self.store.renew(self.owner)
+            except Exception as exc:  # a passing store fault: the next renewal tries again
+                log.warning("cannot renew this run's claims in the state store: %s", exc,
+                            extra={"event": "state"})
 
     async def _settle(self, item: Send) -> None:
         """Tell the store how the claimed request ended (a lost or cut answer: uncertain)."""

@@ -1,0 +1,133 @@
+"""Never twice across processes: `bulkmeet run` processes started at once on the same input and
+the same state store (SQLite, or PostgreSQL where a server is given), some killed with SIGKILL
+mid-run, then resumed; the company's rate shared by two processes; the --state-must-exist guard.
+Real subprocesses against the sandbox on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bulkmeet.sandbox import SandboxSettings, SandboxThread
+
+from .helpers import CREDS, finals, meeting_row, write_csv
+from .store_support import store_url_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return store_url_for(request.param, tmp_path)
+
+
+def _start(tmp_path: Path, url: str, src: Path, out: Path, *args: str) -> subprocess.Popen[bytes]:
+    # An access key of this test's own: a PostgreSQL store outlives the test, and a target is
+    # the base URL (a port that may come again) plus the key.
+    env = {**os.environ, **CREDS, "GONG_BASE_URL": url, "XDG_STATE_HOME": str(tmp_path / "xdg"),
+           "GONG_ACCESS_KEY": f"key-{abs(hash(str(tmp_path))):x}"}
+    env.pop("GONG_BEARER_TOKEN", None)
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    # Each process in a folder of its own, as on separate machines.
+    cwd = tmp_path / f"p-{uuid.uuid4().hex[:6]}"
+    cwd.mkdir()
+    return subprocess.Popen([sys.executable, "-m", "bulkmeet", "run", str(src), "--out", str(out),
+                             "--quiet", *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def _created_once(sb: SandboxThread) -> Counter[str]:
+    return Counter(sb.state.created_by_external_id)
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_runs_at_once_on_one_store_create_each_key_once(tmp_path: Path, state: str,
+                                                        processes: int) -> None:
+    """N runs of the same input at once, each with its own results file and working folder:
+    every key is created exactly once, and each key's creating run records it created while the
+    others record it skipped or not sent; a resume afterwards creates nothing more."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(40)])
+    with SandboxThread(SandboxSettings(rate=None, latency=0.02)) as sb:
+        outs = [tmp_path / f"r{i}.jsonl" for i in range(processes)]
+        procs = [_start(tmp_path, sb.url, src, out, "--state", state, "--rate", "200",
+                        "--concurrency", "4") for out in outs]
+        for p in procs:
+            p.communicate(timeout=120)
+        assert sorted(_created_once(sb).values()) == [1] * 40, sb.state.stats()
+        created_in = Counter(r["key"] for out in outs for r in finals(out)
+                             if r["status"] == "created")
+        assert sorted(created_in.values()) == [1] * 40
+        for out in outs:
+            assert {r["status"] for r in finals(out)} <= {"created", "skipped", "not_sent"}
+        again = _start(tmp_path, sb.url, src, tmp_path / "again.jsonl", "--state", state)
+        again.communicate(timeout=60)
+        assert again.returncode == 0
+        assert sb.state.creates == 40
+
+
+def test_killed_runs_never_create_twice(tmp_path: Path, state: str) -> None:
+    """Four runs at once, two killed with SIGKILL mid-run, then a resume once their claims have
+    expired: no key is created twice; a key never created is one the resume reports uncertain
+    (a killed run's request may have reached Gong)."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(60)])
+    with SandboxThread(SandboxSettings(rate=None, latency=0.15)) as sb:
+        args = ["--state", state, "--rate", "20", "--concurrency", "4"]
+        cfg = tmp_path / "lease.yaml"
+        cfg.write_text("claim_lease: 2\n")
+        procs = [_start(tmp_path, sb.url, src, tmp_path / f"r{i}.jsonl", *args, "--config",
+                        str(cfg)) for i in range(4)]
+        time.sleep(1.0)
+        for p in procs[:2]:
+            assert p.poll() is None, "the run ended before it could be killed mid-run"
+            p.send_signal(signal.SIGKILL)
+        for p in procs:
+            p.communicate(timeout=120)
+        time.sleep(2.5)  # the killed runs' claims expire
+        final = tmp_path / "final.jsonl"
+        resume = _start(tmp_path, sb.url, src, final, *args, "--config", str(cfg))
+        resume.communicate(timeout=120)
+        created = _created_once(sb)
+    assert max(created.values()) == 1, created
+    statuses = {r["key"]: r["status"] for r in finals(final)}
+    never = {f"ext-{i}" for i in range(60)} - set(created)
+    assert all(statuses[k] == "uncertain" for k in never), (never, statuses)
+    assert len(created) + len(never) == 60
+
+
+def test_two_runs_share_the_companys_rate(tmp_path: Path) -> None:
+    """Two runs at once against a sandbox allowing 3 calls in any second, each told --rate 3:
+    through the store they take turns, so no call is answered 429 and together they reach at
+    least 2.85 calls/s."""
+    state = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    a = write_csv(tmp_path / "a.csv", [meeting_row(i, ext=f"a{i}") for i in range(15)])
+    b = write_csv(tmp_path / "b.csv", [meeting_row(i, ext=f"b{i}") for i in range(15)])
+    with SandboxThread(SandboxSettings(rate=3.0, window="sliding")) as sb:
+        procs = [_start(tmp_path, sb.url, src, tmp_path / f"{src.stem}.jsonl", "--state", state,
+                        "--rate", "3") for src in (a, b)]
+        for p in procs:
+            p.communicate(timeout=120)
+        times = sorted(r.time for r in sb.state.log if r.method == "POST")
+    assert sb.state.rate_limited == 0
+    assert len(times) == 30
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert rate >= 2.85, rate
+
+
+def test_state_must_exist_refuses_a_new_store(tmp_path: Path) -> None:
+    """A nightly job whose store was lost: nothing is sent, exit 78, one clear line."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(3)])
+    with SandboxThread(SandboxSettings(rate=None)) as sb:
+        p = _start(tmp_path, sb.url, src, tmp_path / "r.jsonl", "--state",
+                   f"sqlite:///{tmp_path / 'new.sqlite3'}", "--state-must-exist")
+        _, err = p.communicate(timeout=60)
+        assert sb.state.requests == 0
+    assert p.returncode == 78
+    assert b"must exist" in err and b"Traceback" not in err
