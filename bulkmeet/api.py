@@ -142,7 +142,8 @@ async def run_async(input: PathLike, *, config: PathLike | Config | None = None,
     from .runs import RunOptions, default_out, run_input, validate_options
 
     cfg = settings(config, **flags)
-    opts = RunOptions(input=str(input), out=str(out or default_out(str(input))), fresh=fresh,
+    out = out or default_out(str(input), sandbox=sandbox)
+    opts = RunOptions(input=str(input), out=str(out), fresh=fresh,
                       resend_uncertain=resend_uncertain, sandbox=sandbox, insecure=insecure,
                       sheet=sheet, sandbox_rate=_sandbox_rate(sandbox_rate))
     validate_options(opts)
@@ -219,7 +220,7 @@ async def sync_async(input: PathLike, *, ledger: PathLike,
     the_plan = read_plan(cfg, str(input), str(ledger), prune=prune,
                          resend_uncertain=resend_uncertain, sheet=sheet)
     check_deletes(the_plan, DEFAULT_MAX_DELETES if max_deletes is None else max_deletes)
-    results = str(out or default_out(str(input)))
+    results = str(out or default_out(str(input), sandbox=sandbox))
     stats = await run_sync(cfg, the_plan, out=results, ledger_path=str(ledger), fresh=fresh,
                            resend_uncertain=resend_uncertain, insecure=insecure, stop=stop,
                            sandbox=sandbox, sandbox_rate=_sandbox_rate(sandbox_rate))

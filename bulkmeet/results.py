@@ -67,8 +67,12 @@ class ResultsWriter:
     """Appends entries to the results file and flushes each one, so a finished row is on disk
     even if the process is killed right after."""
 
-    def __init__(self, path: str | Path, *, fresh: bool = False) -> None:
+    def __init__(self, path: str | Path, *, fresh: bool = False,
+                 target: str | None = None) -> None:
         self.path = Path(path)
+        # Where this run sends (a label: host and key id, or "sandbox"; never a secret). Kept on
+        # every `sending` entry of a JSONL file, so a resume can tell whose results these are.
+        self.target = target
         self._csv = is_csv(path)
         existed = self.path.exists() and self.path.stat().st_size > 0 and not fresh
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_TRUNC if fresh else 0)
@@ -110,7 +114,7 @@ class ResultsWriter:
                     "httpStatus": http_status, "finishedAt": now_iso()})
 
     def sending(self, row: Row, attempt: int, payload_hash: str) -> None:
-        self._emit({
+        data = {
             "line": row.line,
             "key": row.key,
             "status": _SENDING,
@@ -118,7 +122,10 @@ class ResultsWriter:
             "finishedAt": now_iso(),
             "payloadHash": payload_hash,
             "payload": row.payload,
-        })
+        }
+        if self.target is not None and self._writer is None:
+            data["target"] = self.target
+        self._emit(data)
 
     def record(self, record: Record, payload: dict[str, Any] | None = None) -> None:
         """A row's final record; `payload` is kept for rows never sent (so `retry` can)."""
@@ -253,6 +260,7 @@ class KeyState:
 class ResultsState:
     keys: dict[str, KeyState] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    targets: set[str] = field(default_factory=set)  # where the runs into this file sent
 
     def uncertain_keys(self) -> list[str]:
         return [k for k, s in self.keys.items() if s.in_flight or (
@@ -342,6 +350,9 @@ def read_results(path: str | Path) -> ResultsState:
             # Interned: a few organizers are shared by many thousands of keys.
             ks.organizer = sys.intern(organizer) if isinstance(organizer, str) else None
         if status == Status.SENDING.value:
+            target = data.get("target")
+            if isinstance(target, str):
+                state.targets.add(target)
             ks.in_flight = True
             ks.sent_line = int(data.get("line") or 0)
             continue

@@ -26,7 +26,7 @@ from .models import Row
 from .planner import Estimate, Planner, Work, count_work, read_input, small_file
 from .quota import quota_for
 from .results import ResultsState, ResultsWriter, read_results
-from .session import Session, Target, credentials_for, open_session
+from .session import Session, Target, credentials_for, open_session, target_label
 
 log = logging.getLogger("bulkmeet")
 
@@ -53,12 +53,13 @@ class RunOptions:
                       insecure=self.insecure)
 
 
-def default_out(input_path: str) -> str:
-    """Results next to the input, so running the same command again resumes it."""
+def default_out(input_path: str, *, sandbox: bool = False) -> str:
+    """Results next to the input, so running the same command again resumes it. A sandbox run
+    has a file of its own: the real run after it must not take its meetings for real ones."""
     if input_path == "-":
-        return "bulkmeet-results.jsonl"
+        return "bulkmeet-sandbox-results.jsonl" if sandbox else "bulkmeet-results.jsonl"
     p = Path(input_path)
-    return str(p.with_name(p.stem + ".results.jsonl"))
+    return str(p.with_name(p.stem + (".sandbox.results.jsonl" if sandbox else ".results.jsonl")))
 
 
 def validate_options(opts: RunOptions) -> None:
@@ -76,8 +77,11 @@ def blocking_source(path: str) -> bool:
         return False
 
 
-def read_prior(cfg: Config, opts: RunOptions) -> ResultsState | None:
-    """What the results file recorded in earlier runs (None with --fresh)."""
+def read_prior(cfg: Config, opts: RunOptions, target: str | None = None
+               ) -> ResultsState | None:
+    """What the results file recorded in earlier runs (None with --fresh). A file whose runs
+    sent elsewhere (the sandbox, another Gong host or credential) is refused: resuming it would
+    take that target's meetings for this one's."""
     if opts.fresh and cfg.ledger is None and os.path.exists(opts.out):
         log.warning("--fresh: %s is started anew; rows it recorded as created will be sent "
                     "again unless a ledger says otherwise", opts.out)
@@ -85,6 +89,12 @@ def read_prior(cfg: Config, opts: RunOptions) -> ResultsState | None:
     if prior is not None:
         for w in prior.warnings:
             log.warning(w)
+        others = sorted(prior.targets - {target}) if target is not None else []
+        if others:
+            raise UsageError(
+                f"{opts.out} holds the results of runs that sent to {', '.join(others)}; this run "
+                f"sends to {target}. Resuming it would take those meetings for this target's: "
+                "give another --out (or --fresh to start the file anew)")
     return prior
 
 
@@ -157,12 +167,16 @@ async def run_input(
     on_start: OnStart | None = None,
 ) -> RunStats:
     """`bulkmeet run`: read and map the input, plan it by the resume rules, send the rest."""
-    credentials_for(opts.target)
+    target = target_label(cfg, opts.target, credentials_for(opts.target))
     mapper = Mapper.from_config(cfg)
     raws = read_input(cfg, opts.input, mapper, sheet=opts.sheet)
-    prior = read_prior(cfg, opts)
+    try:
+        prior = read_prior(cfg, opts, target)
+    except BaseException:
+        raws.close()
+        raise
     ledger = open_ledger(cfg.ledger)
-    journal = Journal(ResultsWriter(opts.out, fresh=opts.fresh), ledger)
+    journal = Journal(ResultsWriter(opts.out, fresh=opts.fresh, target=target), ledger)
     planner = Planner(mapper, prior=prior, ledger=ledger.entries if ledger else None,
                       resend_uncertain=opts.resend_uncertain)
     blocking = blocking_source(opts.input)
@@ -190,10 +204,10 @@ async def run_rows(
 ) -> RunStats:
     """Send rows already mapped (`retry` from recorded payloads) by the same resume rules,
     appending to the results file `opts.out`."""
-    credentials_for(opts.target)
-    prior = read_prior(cfg, opts)
+    target = target_label(cfg, opts.target, credentials_for(opts.target))
+    prior = read_prior(cfg, opts, target)
     ledger = open_ledger(cfg.ledger)
-    journal = Journal(ResultsWriter(opts.out, fresh=opts.fresh), ledger)
+    journal = Journal(ResultsWriter(opts.out, fresh=opts.fresh, target=target), ledger)
     planner = Planner(prior=prior, ledger=ledger.entries if ledger else None,
                       resend_uncertain=opts.resend_uncertain)
     try:

@@ -91,12 +91,27 @@ def credentials_for(target: Target) -> Credentials:
 
 
 def principal(credentials: Credentials) -> str:
-    """Who sends, as the state store names it: the access key id, or a digest of the bearer
-    token; never a secret."""
+    """Who sends, as the state store and results files name it: a digest of the access key id
+    (half of the credential pair is not written anywhere either), or of the bearer token."""
     scheme, _, token = credentials.header().partition(" ")
     if scheme == "Basic":
-        return "key:" + base64.b64decode(token).decode("utf-8", "replace").split(":", 1)[0]
+        key = base64.b64decode(token).decode("utf-8", "replace").split(":", 1)[0]
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
     return "bearer:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def target_label(cfg: Config, target: Target, credentials: Credentials) -> str:
+    """Where a run sends, as a results file records it: "sandbox", or the Gong host and who
+    sends (the access key id, or the start of the bearer token's digest); never a secret."""
+    if target.sandbox:
+        return "sandbox"
+    from .store import normalise_url
+
+    kind, _, who = principal(credentials).partition(":")
+    name = f"access key #{who[:12]}" if kind == "key" else f"bearer token #{who[:12]}"
+    # A server on this machine (a test server, a proxy) is one place whatever its port.
+    where = "this machine" if is_loopback_url(cfg.base_url) else normalise_url(cfg.base_url)
+    return f"{where} ({name})"
 
 
 async def open_state(cfg: Config, credentials: Credentials) -> Store:

@@ -46,7 +46,7 @@ def test_run_against_the_sandbox_returns_a_typed_summary(tmp_path: Path, env: No
     assert summary.counts == {"created": 3, "invalid": 1}
     assert (summary.rows_read, summary.requests, summary.exit_code) == (4, 3, 1)
     assert not summary.ok and summary.exit_meaning.startswith("some rows were not created")
-    assert summary.results == tmp_path / "in.results.jsonl"
+    assert summary.results == tmp_path / "in.sandbox.results.jsonl"  # the sandbox's own file
     assert len(finals(summary.results)) == 4
     assert summary.error is None
     summary.raise_for_error()  # nothing stopped it

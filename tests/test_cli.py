@@ -55,7 +55,7 @@ def test_all_created_exits_0(runner: CliRunner, tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(3)])
     res = runner.invoke(main, ["run", str(src), *SANDBOX, "--rate", "1000"])
     assert res.exit_code == 0, res.output
-    assert (tmp_path / "in.results.jsonl").exists()
+    assert (tmp_path / "in.sandbox.results.jsonl").exists()  # a sandbox run's own file
 
 
 @pytest.mark.parametrize(("args", "message"), [

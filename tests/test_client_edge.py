@@ -25,6 +25,7 @@ from bulkmeet.client import Credentials, GongClient, Lost, Retryable
 from bulkmeet.config import Config
 from bulkmeet.engine import RunStats
 from bulkmeet.runs import RunOptions, run_input
+from bulkmeet.sandbox import SandboxSettings, SandboxThread
 
 from .helpers import CREDS, finals, meeting_row, write_csv
 
@@ -248,16 +249,19 @@ def test_a_404_that_is_not_gongs_is_failed_then_sent_by_the_corrected_run(
     assert [r["status"] for r in finals(out)][-2:] == ["created", "created"]
 
 
-def test_retry_picks_up_a_404_that_is_not_gongs(tmp_path: Path) -> None:
-    """`bulkmeet retry RESULTS` sends again a row failed on a non-Gong 404 (here against the
-    sandbox, where it is created)."""
+def test_retry_picks_up_a_404_that_is_not_gongs(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bulkmeet retry RESULTS` sends again a row failed on a non-Gong 404 (once the endpoint
+    is right: here a sandbox on the same machine, where it is created)."""
 
     async def handler(request: web.Request) -> web.Response:
         return web.Response(status=404, text="Not Found")
 
     with serving(handler) as server:
         _, out = run_rows(tmp_path, server.url, n=2)
-    result = CliRunner().invoke(main, ["retry", str(out), "--sandbox"])
+    with SandboxThread(SandboxSettings(rate=None)) as sb:
+        monkeypatch.setenv("GONG_BASE_URL", sb.url)
+        result = CliRunner().invoke(main, ["retry", str(out)])
     assert result.exit_code == 0, result.output
     assert [r["status"] for r in finals(out)][-2:] == ["created", "created"]
 

@@ -157,3 +157,27 @@ def test_sync_and_undo_write_the_reports_run_writes(layout: tuple[Path, Path], e
         summary = orjson.loads((tmp_path / "u.json").read_bytes())
         assert summary["counts"]["deleted"] == 2
     assert [r["status"] for r in finals(tmp_path / "sync.undo.jsonl")] == ["deleted", "deleted"]
+
+
+def test_a_sandbox_run_never_stands_for_a_real_one(tmp_path: Path, env: None,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --sandbox` first, then the real run on the same file: the sandbox's results are
+    its own file, so the real run sends every row; pointing the real run at the sandbox's
+    results file is refused, naming whom that file's runs sent to."""
+    src = tmp_path / "in.csv"
+    from .helpers import meeting_row, write_csv
+
+    write_csv(src, [meeting_row(i) for i in range(3)])
+    res = invoke("run", str(src), *SANDBOX)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "in.sandbox.results.jsonl").exists()
+    with SandboxThread(SandboxSettings(rate=None)) as gong:  # Gong itself, for this test
+        monkeypatch.setenv("GONG_BASE_URL", gong.url)
+        res = invoke("run", str(src), "--out", str(tmp_path / "in.sandbox.results.jsonl"),
+                     "--rate", "1000")
+        assert res.exit_code == 2
+        assert "holds the results of runs that sent to sandbox" in res.stderr
+        assert gong.state.requests == 0
+        res = invoke("run", str(src), "--rate", "1000")
+        assert res.exit_code == 0, res.output
+        assert gong.state.creates == 3

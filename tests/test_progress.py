@@ -227,7 +227,7 @@ def test_quiet_shows_only_errors_and_the_summary(tmp_path: Path,
                         "corresponding to the provided organizer email [line 3, key 'ext-1']")
     assert lines[1].startswith("bulkmeet: 2 rows read in ")
     assert lines[1].endswith(": 1 created, 1 failed")
-    assert lines[-1] == f"  results: {tmp_path / 'in.results.jsonl'}"
+    assert lines[-1] == f"  results: {tmp_path / 'in.sandbox.results.jsonl'}"
     assert not any(STATUS.match(line) for line in lines)
 
 

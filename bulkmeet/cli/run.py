@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 @click.argument("input", metavar="INPUT")
 @input_options
 @click.option("--out", help="Results file (.jsonl, or .csv). Default: INPUT.results.jsonl beside "
-              "the input (bulkmeet-results.jsonl in the working folder for stdin). An existing "
-              "one is resumed.")
+              "the input (bulkmeet-results.jsonl in the working folder for stdin; "
+              "INPUT.sandbox.results.jsonl with --sandbox). An existing one is resumed.")
 @click.option("--ledger", help="Ledger file kept across runs: a key it holds is never created "
               "again.")
 @click.option("--fresh", is_flag=True, help="Start the results file anew instead of resuming it.")
@@ -77,7 +77,7 @@ def run(input: str, config_path: str | None, preset: str | None, organizer: str 
         if not quiet:
             echo_notes(notes)
         warn_fast_rate(cfg, sandbox=sandbox)
-        opts = RunOptions(input=input, out=out or default_out(input), fresh=fresh,
+        opts = RunOptions(input=input, out=out or default_out(input, sandbox=sandbox), fresh=fresh,
                           resend_uncertain=resend_uncertain, sandbox=sandbox, insecure=insecure,
                           sheet=sheet, sandbox_rate=sandbox_limit(sandbox_rate))
         validate_options(opts)
@@ -88,7 +88,7 @@ def run(input: str, config_path: str | None, preset: str | None, organizer: str 
             return hinting(go)()
         except BulkmeetError as exc:  # stopped before it ran: CI still gets a summary
             if out is not None or not os.path.isdir(input):  # a folder has no results beside
-                outputs.write_error(exc, input, out or default_out(input))
+                outputs.write_error(exc, input, out or default_out(input, sandbox=sandbox))
             raise
 
     guard(reported)

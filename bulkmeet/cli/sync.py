@@ -268,7 +268,7 @@ def sync(input: str, config_path: str | None, preset: str | None, organizer: str
                 return EXIT_ROWS
         from ..runs import default_out
 
-        results = out or default_out(input)
+        results = out or default_out(input, sandbox=sandbox)
 
         with _scratch_ledger(path, sandbox) as kept:
             async def send(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
