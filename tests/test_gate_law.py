@@ -14,15 +14,15 @@ from .sharedquota import WINDOWS, Traffic, share
 from .vclock import run_virtual
 
 
-def _auto(changes: list[RateChange] | None = None, **kw: float) -> Gate:
-    return Gate(3.0, margin=0.02, auto=True, ceiling=3.0,
-                on_rate_change=None if changes is None else changes.append, **kw)
+def _auto(changes: list[RateChange] | None = None, reserve: float = 0.0) -> Gate:
+    return Gate(3.0, margin=0.02, auto=True, ceiling=3.0, reserve=reserve,
+                on_rate_change=None if changes is None else changes.append)
 
 
 def _run(kind: str, seconds: float, neighbour: tuple[tuple[float, float, float], ...],
-         changes: list[RateChange] | None = None, **kw: float) -> Traffic:
+         changes: list[RateChange] | None = None, reserve: float = 0.0) -> Traffic:
     async def scenario() -> Traffic:
-        return await share(_auto(changes, **kw), kind, seconds=seconds, neighbour=neighbour)
+        return await share(_auto(changes, reserve), kind, seconds=seconds, neighbour=neighbour)
 
     return run_virtual(scenario)
 
