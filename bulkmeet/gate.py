@@ -60,7 +60,7 @@ class Gate:
         if reserve < 0:
             raise ValueError("reserve must not be negative")
         limit = ceiling if auto and ceiling is not None else rate
-        if rate is not None and limit is not None and reserve >= min(rate, limit):
+        if rate is not None and limit is not None and reserve >= limit:
             raise ValueError(f"reserve {reserve:g}/s leaves nothing of the rate {limit:g}/s")
         self._margin = margin
         self._auto = auto

@@ -43,6 +43,8 @@ from .validate import echo_notes, hinting, input_config, mapping_options
               "one is resumed.")
 @click.option("--rate", help="Requests per second, or 'auto' to adapt to a shared quota "
               "(default 3).")
+@click.option("--reserve", help="Calls/s of the limit left for the company's other "
+              "integrations, or a share of it such as 25% (default 0).")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Workers sending at once (8).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "xlsx"]),
               help="Input format (default: from the extension; needed for stdin).")
@@ -77,7 +79,8 @@ def run(input: str, config_path: str | None, out: str | None, rate: str | None,
         errors_out: str | None, log_level: str, preset: str | None = None,
         organizer: str | None = None, tz: str | None = None,
         log_format: str = "text", quiet: bool = False, status_interval: float | None = None,
-        junit: str | None = None, summary_path: str | None = None) -> None:
+        junit: str | None = None, summary_path: str | None = None,
+        reserve: str | None = None) -> None:
     """Create a Gong meeting for every valid row of INPUT (a path, or - for stdin).
 
     Every row gets one final record in the results file. Re-running the same command resumes:
@@ -93,7 +96,8 @@ def run(input: str, config_path: str | None, out: str | None, rate: str | None,
         require_file(input)
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
                                   concurrency=concurrency, format=fmt, ledger=ledger,
-                                  status_interval=status_interval, **parse_rate(rate))
+                                  status_interval=status_interval, **parse_rate(rate),
+                                  **({} if reserve is None else {"reserve": reserve}))
         if not quiet:
             echo_notes(notes)
         warn_fast_rate(cfg, sandbox=sandbox)
@@ -163,8 +167,12 @@ async def _run_async(cfg: Config, opts: RunOptions, errors_out: str | None = Non
               help="Fraction of connections dropped without an answer.")
 @click.option("--latency", type=float, default=0.0, show_default=True,
               help="Seconds added before each answer.")
+@click.option("--neighbour", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              metavar="R", help="Play another integration of the company: spend R calls/s of "
+              "the same limits and count its refused calls in /_sandbox/stats.")
 def sandbox(host: str, port: int, rate: float, window: str, daily: int,
-            retry_after: str, fail_rate: float, drop_rate: float, latency: float) -> None:
+            retry_after: str, fail_rate: float, drop_rate: float, latency: float,
+            neighbour: float = 0.0) -> None:
     """Serve a fake Gong meetings API on loopback, for trying bulkmeet without a Gong account.
 
     It limits like a default Gong company (3 calls/s in a sliding one-second window, 10,000 a
@@ -176,7 +184,7 @@ def sandbox(host: str, port: int, rate: float, window: str, daily: int,
             settings = SandboxSettings(
                 rate=rate or None, window=cast(Window, window), daily=daily or None,
                 retry_after=cast(RetryAfterStyle, retry_after), fail_rate=fail_rate,
-                drop_rate=drop_rate, latency=latency)
+                drop_rate=drop_rate, latency=latency, neighbour=neighbour)
             asyncio.run(_serve_sandbox(settings, host, port))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
