@@ -1,9 +1,10 @@
 """One command for the benchmarks of issue 4; prints every figure and its target.
 
-    .venv/bin/python -m benchmarks.run [--quick] [--only abcd] [--serial] [--json FILE]
+    .venv/bin/python -m benchmarks.run [--quick] [--only abcde] [--serial] [--json FILE]
 
 (a) rate adherence at 3/s in each sandbox window mode, (b) overhead against a hand-written
-aiohttp script, (c) peak memory as the input grows, (d) recovery after a 429 with Retry-After 2.
+aiohttp script, (c) peak memory as the input grows, (d) recovery after a 429 with Retry-After 2,
+(e) `--rate auto` beside another integration spending 1/s of the same 3/s (issue 16).
 The machine is shared and noisy: read (b) as a ratio within one run, never across runs.
 """
 
@@ -33,14 +34,16 @@ from benchmarks.memory import (  # noqa: E402
     run_memory,
     under_limit,
 )
+from benchmarks.neighbour import SETTLED, Beside, run_beside  # noqa: E402
 from benchmarks.overhead import Overhead, run_overhead  # noqa: E402
 from benchmarks.pacing import Pacing, Recovery, run_pacing, run_recovery  # noqa: E402
 
 FULL: dict[str, Any] = {"seconds": 62.0, "overhead_rows": 4000, "pairs": 12,
                         "mem_full": [10_000, 100_000], "mem_local": [10_000, 100_000, 1_000_000],
-                        "recovery_rows": 10}
+                        "recovery_rows": 10, "beside": 180.0}
 QUICK: dict[str, Any] = {"seconds": 3.0, "overhead_rows": 300, "pairs": 1,
-                         "mem_full": [500], "mem_local": [500, 5000], "recovery_rows": 5}
+                         "mem_full": [500], "mem_local": [500, 5000], "recovery_rows": 5,
+                         "beside": 8.0}
 
 
 def say(text: str = "") -> None:
@@ -103,6 +106,31 @@ def show_recovery(r: Recovery) -> None:
         f"a pause: {verdict(r.ok)}")
 
 
+def show_beside(results: list[Beside]) -> None:
+    seconds = results[0].seconds
+    settled = min(SETTLED, seconds / 2)
+    say(f"(e) --rate auto beside a neighbour spending 1/s of a 3/s sandbox, {seconds:.0f}s each "
+        "(all runs at once)")
+    say(f"    {'window':8} {'law':4} {'rate':>6} {'rate after':>10} {'429/min':>8} "
+        f"{'429/min after':>13} {'neighbour refused':>18}")
+    say(f"    {'':8} {'':4} {'(all)':>6} {f'{settled:.0f}s':>10} {'(all)':>8} "
+        f"{f'{settled:.0f}s':>13}")
+    steady = [b for b in results if b.neighbour_for is None]
+    for b in sorted(steady, key=lambda b: (b.law != "old", b.window)):
+        after = b.rate(settled, seconds)
+        say(f"    {b.window:8} {b.law:4} {b.rate(0, seconds):6.3f} {after:10.3f} "
+            f"{b.per_minute(0, seconds):8.2f} {b.per_minute(settled, seconds):13.2f} "
+            f"{b.neighbour_refused:5d}/{b.neighbour_calls:<4d} {100 * b.refused_share:5.1f}%")
+    for b in (b for b in results if b.neighbour_for is not None):
+        back = b.recovery
+        shown = "never" if back is None else f"{back:.0f}s"
+        say(f"    {b.window:8} new: the neighbour stops at {b.neighbour_for:.0f}s; bulkmeet above "
+            f"2.8/s (over 10s) {shown} later; refused {b.neighbour_refused}/{b.neighbour_calls}")
+    new = [b for b in results if b.law == "new"]
+    say("    target (new law): >= 1.8/s, <= 2% refused, <= 1 429/min after the first minute; "
+        f"back above 2.8/s within 120s: {verdict(all(b.ok for b in new))}")
+
+
 def machine() -> str:
     return (f"{platform.system()} {platform.machine()}, nproc {os.cpu_count()}, "
             f"Python {platform.python_version()}, load {os.getloadavg()[0]:.2f}")
@@ -112,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
-    parser.add_argument("--only", default="abcd", help="which parts, e.g. 'ad' (default all)")
+    parser.add_argument("--only", default="abcde", help="which parts, e.g. 'ad' (default all)")
+    parser.add_argument("--no-old", action="store_true",
+                        help="(e) without the old adaptive law's runs beside the new")
     parser.add_argument("--json", dest="json_path", help="also write the raw figures here")
     parser.add_argument("--serial", action="store_true",
                         help="run every part alone (slower; (a) and (d) then share no CPU)")
@@ -155,6 +185,15 @@ def main(argv: list[str] | None = None) -> int:
             show_recovery(recovery)
             ok.append(recovery.ok)
             raw["recovery"] = {"gaps": recovery.gaps, "in_pause": recovery.sent_in_pause}
+        if "e" in parts:
+            beside = run_beside(work, plan["beside"], stop_after=min(60.0, plan["beside"] / 2),
+                                old=not args.no_old)
+            show_beside(beside)
+            ok.append(all(b.ok for b in beside if b.law == "new"))
+            raw["beside"] = [{"window": b.window, "law": b.law, "neighbour_for": b.neighbour_for,
+                              "accepted": b.accepted, "limited": b.limited,
+                              "neighbour": [b.neighbour_refused, b.neighbour_calls]}
+                             for b in beside]
         memory = local.result() if local is not None else []
         if "c" in parts:
             memory = run_memory(work, plan["mem_full"], []) + memory

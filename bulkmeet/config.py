@@ -43,6 +43,8 @@ class Config:
     rate_ceiling: float = DEFAULT_RATE
     rate_floor: float = 0.1
     rate_margin: float = DEFAULT_RATE_MARGIN
+    # calls/s of the limit left for other integrations, or a share of it as "25%"
+    reserve: float | str = 0.0
     concurrency: int = DEFAULT_CONCURRENCY
     queue_size: int = DEFAULT_QUEUE_SIZE
     # retries and waits
@@ -245,6 +247,28 @@ def _check_type(cfg: Config, name: str, types: tuple[type, ...], source: str) ->
         raise ConfigError(f"{source}: {name} must be {want}, not {value!r}")
 
 
+def reserve_rate(cfg: Config, *, source: str = "reserve") -> float:
+    """The reserve in calls/s: a number as it is, "N%" as that share of the limit (the rate,
+    or rate_ceiling in adaptive mode). ConfigError unless it leaves part of the limit."""
+    value, limit = cfg.reserve, cfg.rate_ceiling if cfg.rate_auto else cfg.rate
+    shown = f"{source}: reserve must be calls/s (e.g. 1) or a share of the limit (e.g. \"25%\")"
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise ConfigError(f"{shown}, not {value!r}") from None
+        calls = share * limit if text.endswith("%") else share
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        calls = float(value)
+    else:
+        raise ConfigError(f"{shown}, not {value!r}")
+    if not 0 <= calls < limit or calls != calls:
+        raise ConfigError(f"{source}: reserve {value!r} must be at least 0 and leave part of "
+                          f"the limit ({limit:g}/s)")
+    return calls
+
+
 def validate(cfg: Config, *, source: str) -> Config:
     """Check every value once; the message names the key and where it came from."""
     for name in ("rate", "rate_ceiling", "rate_floor", "rate_margin", "backoff_base", "backoff_max",
@@ -266,6 +290,7 @@ def validate(cfg: Config, *, source: str) -> Config:
             raise ConfigError(f"{source}: {name} must not be negative, not {getattr(cfg, name)!r}")
     if not 0 <= cfg.rate_margin < 0.5:
         raise ConfigError(f"{source}: rate_margin must be in [0, 0.5), not {cfg.rate_margin!r}")
+    reserve_rate(cfg, source=source)
     if cfg.format not in (None, "csv", "jsonl", "xlsx"):
         raise ConfigError(f"{source}: format must be csv, jsonl or xlsx, not {cfg.format!r}")
     delim = cfg.delimiter

@@ -7,7 +7,11 @@ Three things live here and nowhere else:
 - the pause: on a 429 every worker waits until one shared deadline has passed, then the bucket
   starts empty again, so the resume does not burst either; a pause lasts at least one interval,
   so a Retry-After of 0 never switches the pacing off;
-- adaptive mode: multiplicative decrease on each 429, additive increase while calls succeed.
+- adaptive mode: the rate follows the share of the company's quota the other integrations
+  leave, with a law (SettleAndProbe, below) that keeps bulkmeet's excursions above that share,
+  which make *their* calls fail, short and rare.
+
+`reserve` calls/s of the limit are never used, in either mode: headroom kept for the others.
 
 All time is the event loop's clock (`loop.time()`), so tests drive the gate on a virtual clock.
 """
@@ -17,17 +21,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from aiolimiter import AsyncLimiter
 
 from .errors import BulkmeetError
-
-# Adaptive law: halve on a 429, add `increase_step` calls/s after each `increase_every` seconds
-# without one. Halving matches TCP's AIMD; the slow probe keeps the shared quota calm.
-DEFAULT_DECREASE_FACTOR = 0.5
-DEFAULT_INCREASE_STEP = 0.1
-DEFAULT_INCREASE_EVERY = 10.0
 
 
 class GateClosed(BulkmeetError):
@@ -49,28 +47,34 @@ class Gate:
         rate: float | None,
         *,
         margin: float = 0.0,
+        reserve: float = 0.0,
         auto: bool = False,
         ceiling: float | None = None,
         floor: float = 0.1,
-        decrease_factor: float = DEFAULT_DECREASE_FACTOR,
-        increase_step: float = DEFAULT_INCREASE_STEP,
-        increase_every: float = DEFAULT_INCREASE_EVERY,
+        law: RateLaw | None = None,
         on_rate_change: Callable[[RateChange], None] | None = None,
     ) -> None:
+        """`rate` and `ceiling` are the limit; the gate paces at most at `limit - reserve`."""
         if rate is not None and rate <= 0:
             raise ValueError("rate must be positive or None (no limit)")
+        if reserve < 0:
+            raise ValueError("reserve must not be negative")
+        limit = ceiling if auto and ceiling is not None else rate
+        if rate is not None and limit is not None and reserve >= limit:
+            raise ValueError(f"reserve {reserve:g}/s leaves nothing of the rate {limit:g}/s")
         self._margin = margin
         self._auto = auto
-        self._ceiling = ceiling if ceiling is not None else rate
-        self._floor = floor
-        self._decrease_factor = decrease_factor
-        self._increase_step = increase_step
-        self._increase_every = increase_every
+        self.reserve = reserve
+        top = None if limit is None else limit - reserve
+        self._ceiling = top
         self._on_rate_change = on_rate_change
-        self._rate = rate
-        self._limiter = self._make_limiter(rate)
+        self._rate = None if rate is None else min(rate, top) if top is not None else rate
+        self._law: RateLaw | None = None
+        if auto and self._rate is not None and top is not None:
+            self._law = law if law is not None else default_law(top, min(floor, top))
+            self._rate = self._law.first_rate(self._rate)
+        self._limiter = self._make_limiter(self._rate)
         self._paused_until = 0.0
-        self._last_change = 0.0
         self._closed: BaseException | None = None
         self._waiting: set[asyncio.Task[Any]] = set()  # tasks waiting in acquire()
         self.pauses = 0
@@ -81,7 +85,8 @@ class Gate:
 
     @property
     def rate(self) -> float | None:
-        """The set rate in calls per second (before the safety margin), None when unlimited."""
+        """The set rate in calls per second (after the reserve, before the safety margin), None
+        when unlimited."""
         return self._rate
 
     @property
@@ -129,8 +134,10 @@ class Gate:
                 if limiter is not self._limiter or self._paused_until > self._now():
                     continue
             self.acquired += 1
-            if self._auto:
-                self._maybe_increase()
+            if self._law is not None and self._rate is not None:
+                change = self._law.tick(self._now(), self._rate, self.acquired)
+                if change is not None:
+                    self._set_rate(*change)
             return
 
     async def _unless_closed(self, wait: Coroutine[Any, Any, None]) -> None:
@@ -166,10 +173,10 @@ class Gate:
         """
         now = self._now()
         new_pause = self._paused_until <= now
-        if self._auto and new_pause:
+        if self._law is not None and self._rate is not None and new_pause:
             # One decrease per pause: the 429s of calls already in flight say the same thing.
             # Before the deadline is set, so the pause lasts at least one interval at the new rate.
-            self._decrease()
+            self._set_rate(*self._law.on_429(now, self._rate, self.acquired))
         until = now + max(0.0, seconds, self.interval())
         if until > self._paused_until:
             self.paused_seconds += until - max(now, self._paused_until)
@@ -206,25 +213,169 @@ class Gate:
             limiter._level = 1.0  # noqa: SLF001 - aiolimiter has no public way to fill it
             limiter._last_check = self._now()
         self._limiter = limiter
-        self._last_change = self._now()
         if self._on_rate_change is not None:
             self._on_rate_change(RateChange(old, new, reason))
 
-    def _decrease(self) -> None:
-        if self._rate is None:
-            return
-        self._set_rate(max(self._floor, self._rate * self._decrease_factor), "429 received")
 
-    def _maybe_increase(self) -> None:
-        if not self._auto or self._rate is None or self._ceiling is None:
-            return
-        now = self._now()
-        if self._last_change == 0.0:
-            self._last_change = now
-            return
-        if now - self._last_change >= self._increase_every and now >= self._paused_until:
-            new = min(self._ceiling, self._rate + self._increase_step)
-            if new > self._rate:
-                self._set_rate(new, f"no 429 for {self._increase_every:g}s")
+# -- adaptive mode --------------------------------------------------------------------------
+#
+# The law ("settle and probe"). Gong's limit is per company: other integrations spend the same
+# 3 calls/s, and a server refuses whichever call finds its window full, so time bulkmeet spends
+# above the share the others leave is paid for by *their* calls as much as by its own. Worse,
+# a client that paces evenly at the whole limit fills every window of a sliding or fixed
+# server by itself: the others' calls are refused one after the other and bulkmeet, whose calls
+# all fit, sees no 429 to learn from (24% of a 1/s neighbour's calls refused with the old
+# halve-and-add law, which kept climbing back to the limit). So the law avoids ever being far
+# above the share, and learns mostly from what a rate does *not* provoke:
+#
+# - It starts at half the ceiling (`backoff`) and climbs by `climb_step` × ceiling every
+#   `climb_every` s without a 429. Crossing the share in small steps makes the excess small,
+#   and a small excess is answered on bulkmeet's own calls first: its 429 comes at a rate just
+#   above the share.
+# - A 429 while climbing: hold at `settle` × the rate that got it (0.92: a token-bucket or
+#   fixed-window server answers a small excess late, by when the rate has gone a step or two
+#   further).
+# - A rate held for `quiet` s (60) without a 429, with calls going out at it, is proven. Only
+#   then is the rate above it probed: steps of `probe_step` × ceiling × 1, 2, 3 ... every
+#   `probe_every` s, up to the ceiling, so a neighbour that stopped is found within
+#   `quiet` + about 35 s (the first steps are small: they are the ones that cross the share).
+#   The first 429 of a probe sends the rate straight back to the proven one, and the next
+#   probe waits another `quiet` s: one short excursion a minute at most.
+# - A token-bucket server is the hard case: with bulkmeet a little above the share, the
+#   bucket may hand every token to bulkmeet's evenly spaced calls and refuse only the others',
+#   so no 429 ever tells bulkmeet. Small steps and rare probes are the defence.
+# - A 429 at a proven rate (the others spend more than they did): `settle` × it, unproven; a
+#   429 at a rate not yet proven (just settled, or at the start): halve, then climb toward
+#   `settle` × the rate that got it.
+# - Time counts only while the gate is in use: a step needs at least half the calls the rate
+#   allowed since the last one, so an idle spell proves nothing.
+
+BACKOFF = 0.5
+SETTLE = 0.92
+CLIMB_STEP = 0.03
+CLIMB_EVERY = 2.0
+QUIET = 60.0
+PROBE_STEP = 0.01
+PROBE_EVERY = 5.0
+_EPS = 1e-9
+
+
+class RateLaw(Protocol):
+    """How adaptive mode moves the rate. Rates here are after the reserve, before the margin."""
+
+    def first_rate(self, rate: float) -> float:
+        """The rate to start at, given the configured one."""
+
+    def tick(self, now: float, rate: float, acquired: int) -> tuple[float, str] | None:
+        """A call has just been let through (`acquired` so far): a new rate and why, or None."""
+
+    def on_429(self, now: float, rate: float, acquired: int) -> tuple[float, str]:
+        """The first 429 of a pause, at `rate`: the new rate and why."""
+
+
+_Phase = Literal["hold", "climb", "probe"]
+
+
+class SettleAndProbe:
+    """The adaptive law described above. `ceiling` and `floor` bound every rate it sets."""
+
+    def __init__(
+        self, ceiling: float, floor: float, *, backoff: float = BACKOFF, settle: float = SETTLE,
+        climb_step: float = CLIMB_STEP, climb_every: float = CLIMB_EVERY, quiet: float = QUIET,
+        probe_step: float = PROBE_STEP, probe_every: float = PROBE_EVERY,
+    ) -> None:
+        self.ceiling, self.floor = ceiling, min(floor, ceiling)
+        self.backoff, self.settle = backoff, settle
+        self.climb_step, self.climb_every = climb_step * ceiling, climb_every
+        self.quiet = quiet
+        self.probe_step, self.probe_every = probe_step * ceiling, probe_every
+        self.phase: _Phase = "climb"
+        self.target = ceiling  # where a climb stops
+        self.good: float | None = None  # the proven rate: held `quiet` s without a 429
+        self.probes = 0  # steps of the current probe so far
+        self.started = False
+        self.held_since = self.step_at = 0.0  # when the rate began to count as clean / last step
+        self.held_calls = self.step_calls = 0
+
+    def first_rate(self, rate: float) -> float:
+        return max(self.floor, min(rate, self.ceiling) * self.backoff)
+
+    def _mark(self, now: float, acquired: int, *, hold: bool = False) -> None:
+        self.step_at, self.step_calls = now, acquired
+        if hold:
+            self.held_since, self.held_calls = now, acquired
+
+    @staticmethod
+    def _busy(elapsed: float, calls: int, rate: float) -> bool:
+        """Did calls go out at the rate (at least half of what it allowed)?"""
+        return calls >= 0.5 * rate * elapsed
+
+    def tick(self, now: float, rate: float, acquired: int) -> tuple[float, str] | None:
+        if not self.started:  # the first call: the clocks start now
+            self.started = True
+            self._mark(now, acquired, hold=True)
+            return None
+        if self.phase == "hold":
+            return self._hold(now, rate, acquired)
+        every = self.climb_every if self.phase == "climb" else self.probe_every
+        if now - self.step_at < every:
+            return None
+        busy = self._busy(now - self.step_at, acquired - self.step_calls, rate)
+        self._mark(now, acquired)
+        if not busy:
+            return None
+        if self.phase == "climb":
+            new = min(self.target, rate + self.climb_step)
+            if new >= self.target - _EPS:
+                self.phase = "hold"
+                self._mark(now, acquired, hold=True)
+            return new, f"no 429 for {every:g}s: climbing toward {self.target:.2f}/s"
+        self.probes += 1
+        new = min(self.ceiling, rate + self.probe_step * self.probes)
+        if new >= self.ceiling - _EPS:
+            # At the top: hold there; proven after `quiet` s, and a 429 before that goes back.
+            self.phase = "hold"
+            self._mark(now, acquired, hold=True)
+        return new, f"probing: no 429 for {every:g}s, +{new - rate:.2f}/s"
+
+    def _hold(self, now: float, rate: float, acquired: int) -> tuple[float, str] | None:
+        if now - self.held_since < self.quiet:
+            return None
+        if not self._busy(now - self.held_since, acquired - self.held_calls, rate):
+            self._mark(now, acquired, hold=True)  # idle: nothing proven, start again
+            return None
+        self.good = rate
+        self._mark(now, acquired, hold=True)
+        if rate >= self.ceiling - _EPS:
+            return None
+        self.phase, self.probes = "probe", 1
+        new = min(self.ceiling, rate + self.probe_step)
+        return new, f"no 429 for {self.quiet:g}s at {rate:.2f}/s: probing above it"
+
+    def on_429(self, now: float, rate: float, acquired: int) -> tuple[float, str]:
+        good, climbing = self.good, self.phase == "climb"
+        self._mark(now, acquired, hold=True)
+        self.phase = "hold"
+        if good is not None and rate > good + _EPS:
+            return good, (f"429 at {rate:.2f}/s, above the proven {good:.2f}/s: back to it; next "
+                          f"probe after {self.quiet:g}s without a 429")
+        if climbing or good is not None:
+            self.good = None
+            new = max(self.floor, rate * self.settle)
+            if good is not None:
+                why = (f"429 at the proven {rate:.2f}/s: the others spend more; holding at "
+                       f"{new:.2f}/s")
             else:
-                self._last_change = now
+                why = f"429 at {rate:.2f}/s while climbing: holding just below, at {new:.2f}/s"
+            return new, why
+        new = max(self.floor, rate * self.backoff)
+        self.target = max(new, rate * self.settle)
+        if self.target > new + _EPS:
+            self.phase = "climb"
+        return new, f"429 at {rate:.2f}/s, not yet proven: x{self.backoff:g}, then climbing " \
+                    f"toward {self.target:.2f}/s"
+
+
+def default_law(ceiling: float, floor: float) -> RateLaw:
+    """The law `--rate auto` uses (a module-level hook, so a benchmark can compare another)."""
+    return SettleAndProbe(ceiling, floor)

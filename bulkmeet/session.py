@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .config import DEFAULT_DAILY_BUDGET, DEFAULT_RATE, Config
+from .config import DEFAULT_DAILY_BUDGET, DEFAULT_RATE, Config, reserve_rate
 from .errors import ConfigError, StateMissing
 from .gate import Gate, RateChange
 from .quota import DailyQuota, quota_for
@@ -139,6 +139,7 @@ def make_gate(cfg: Config, *, unlimited: bool = False) -> Gate:
                     extra={"event": "rate", "rate": change.new})
 
     return Gate(None if unlimited else cfg.rate, margin=cfg.rate_margin, auto=cfg.rate_auto,
+                reserve=0.0 if unlimited else reserve_rate(cfg),
                 ceiling=cfg.rate_ceiling if cfg.rate_auto else cfg.rate, floor=cfg.rate_floor,
                 on_rate_change=changed)
 

@@ -76,3 +76,23 @@ def test_first_lines_spills_to_disk_past_its_memory_limit_and_still_finds_every_
     assert seen.add("k5", 2000) == 5
     assert seen.add("k999", 2001) == 999
     seen.close()
+
+
+def test_beside_figures_come_from_the_sandbox_log_and_the_neighbour_counters() -> None:
+    """(e): 2 accepted calls a second after the first minute, one 429 a minute, 2 of 180
+    neighbour calls refused: meets the target; a third refusal of 100 calls does not."""
+    from benchmarks.neighbour import Beside, first_above
+
+    accepted = [i / 2 for i in range(360)]
+    run = Beside("sliding", "new", 180.0, None, accepted, [70.0, 130.0], 180, 2)
+    assert run.rate(60, 180) == pytest.approx(2.0)
+    assert run.per_minute(60, 180) == pytest.approx(1.0)
+    assert run.ok
+    assert not Beside("sliding", "new", 180.0, None, accepted, [], 100, 3).ok
+    # 2/s until 60 s, then 3/s: read over 10 s that all come after the stop, so at 70 s; at
+    # 2.5/s after the stop, never
+    times = [i / 2 for i in range(120)] + [60 + i / 3 for i in range(90)]
+    assert first_above(times, 2.8, 60, 10) == pytest.approx(10.0)
+    assert first_above([60 + i / 2.5 for i in range(100)], 2.8, 60, 10) is None
+    stops = Beside("sliding", "new", 90.0, 60.0, times, [], 60, 0)
+    assert stops.recovery == pytest.approx(10.0) and stops.ok

@@ -31,6 +31,11 @@ def test_config_example_documents_every_key_and_loads_to_the_defaults() -> None:
     ("[1, 2]\n", "the top level must be a mapping"),
     ("rate: [\n", "not valid YAML"),
     ("rate_auto: 1\n", "rate_auto must be bool"),
+    ("reserve: 3\n", "reserve 3 must be at least 0 and leave part of the limit (3/s)"),
+    ("reserve: -1\n", "must be at least 0"),
+    ("reserve: 100%\n", "leave part of the limit"),
+    ("reserve: lots\n", "reserve must be calls/s (e.g. 1) or a share"),
+    ("reserve: [1]\n", "reserve must be calls/s"),
 ])
 def test_bad_values_are_refused_naming_the_key_and_the_file(tmp_path: Path, text: str,
                                                             message: str) -> None:
@@ -82,3 +87,36 @@ def test_a_base_url_that_cannot_work_is_refused_without_echoing_a_password(
 def test_usable_base_urls_load(url: str) -> None:
     """Gong's base URLs (no path, a trailing slash at most) and loopback ones load."""
     assert config.load(None, env={"GONG_BASE_URL": url}).base_url == url
+
+
+@pytest.mark.parametrize(("text", "calls", "gate_rate"), [
+    ("reserve: 1\n", 1.0, 2.0),
+    ("rate: 4\nreserve: 25%\n", 1.0, 3.0),
+    ("reserve: '10%'\nrate_auto: true\nrate_ceiling: 5\n", 0.5, 1.5),  # auto: half of 3
+])
+def test_the_reserve_is_calls_per_second_or_a_share_of_the_limit(
+    tmp_path: Path, text: str, calls: float, gate_rate: float
+) -> None:
+    """A share is of the rate, or of rate_ceiling in adaptive mode; the gate paces below the
+    limit by that much (adaptive mode starts at half the rate, below the ceiling)."""
+    from bulkmeet.session import make_gate
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    cfg = config.load(path, env={})
+    assert config.reserve_rate(cfg) == pytest.approx(calls)
+    assert make_gate(cfg).rate == pytest.approx(gate_rate)
+
+
+def test_the_reserve_flag_reaches_the_config(tmp_path: Path) -> None:
+    """`bulkmeet run --reserve 3` at the default 3/s leaves nothing: refused before any call,
+    naming --reserve's key."""
+    from click.testing import CliRunner
+
+    from bulkmeet.cli import main
+
+    sheet = tmp_path / "in.csv"
+    sheet.write_text("title\nx\n")
+    result = CliRunner().invoke(main, ["run", str(sheet), "--reserve", "3", "--sandbox"])
+    assert result.exit_code != 0
+    assert "reserve '3' must be at least 0 and leave part of the limit (3/s)" in result.output

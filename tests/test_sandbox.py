@@ -32,6 +32,7 @@ from bulkmeet import contract
 from bulkmeet.sandbox import (
     ASSISTANT,
     DAY,
+    MSG_DAILY_LIMITED,
     MSG_FAILED,
     MSG_FORBIDDEN,
     MSG_NO_MEETING,
@@ -887,3 +888,64 @@ def test_sandbox_command_bad_setting_is_one_line() -> None:
     res = CliRunner().invoke(main, ["sandbox", "--fail-rate", "2", "--port", "0"])
     assert res.exit_code == 2, (res.exception, res.output)
     assert res.stderr == "bulkmeet: error: fail_rate must be in [0, 1], not 2.0\n"
+
+
+# --- the neighbour: another integration spending the same quota (real clock, loopback) ------
+
+
+async def stats(http: aiohttp.ClientSession) -> dict[str, Any]:
+    async with http.get("/_sandbox/stats") as resp:
+        return cast(dict[str, Any], await resp.json())
+
+
+def test_the_neighbour_competes_for_the_same_window_and_its_refusals_are_reported() -> None:
+    """A neighbour at 20/s for 0.3 s on a 3/s sliding window: 6 calls, the first 3 fit, the
+    other 3 are refused, and an API call right after finds the window full (429)."""
+
+    async def scenario(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
+        await asyncio.sleep(0.4)
+        answer = await create(http)
+        assert answer.status == 429
+        assert (await stats(http))["neighbour"] == {"rate": 20.0, "calls": 6, "refused": 3}
+
+    drive(scenario, rate=3.0, window="sliding", neighbour=20.0, neighbour_for=0.3)
+
+
+def test_the_neighbour_spends_the_daily_budget_too() -> None:
+    """daily 2: the neighbour's first two calls spend it; its next ones and the API's are
+    refused for the day."""
+
+    async def scenario(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
+        await asyncio.sleep(0.3)
+        answer = await create(http)
+        assert answer.status == 429 and answer.body["errors"] == [MSG_DAILY_LIMITED]
+        assert (await stats(http))["neighbour"] == {"rate": 20.0, "calls": 5, "refused": 3}
+
+    drive(scenario, rate=None, daily=2, neighbour=20.0, neighbour_for=0.25)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("window", ["fixed", "sliding", "bucket"])
+def test_a_neighbour_at_exactly_the_limit_is_never_refused_by_itself(window: str) -> None:
+    """Its calls are charged at their due times, so a steady 3/s fits a 3/s window of every
+    kind however late the loop wakes it."""
+
+    async def scenario(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
+        await asyncio.sleep(1.9)
+        neighbour = (await stats(http))["neighbour"]
+        assert neighbour["calls"] == 6 and neighbour["refused"] == 0
+
+    drive(scenario, rate=3.0, window=window, neighbour=3.0, neighbour_for=2.0)
+
+
+def test_without_a_neighbour_the_stats_say_so() -> None:
+    async def scenario(sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
+        assert (await stats(http))["neighbour"] == {"rate": 0.0, "calls": 0, "refused": 0}
+
+    drive(scenario)
+
+
+@pytest.mark.parametrize("field", ["neighbour", "neighbour_for"])
+def test_a_negative_neighbour_setting_is_refused(field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        SandboxSettings(**cast(dict[str, Any], {field: -1.0}))

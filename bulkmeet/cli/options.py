@@ -2,7 +2,7 @@
 
 - `input_options`: what reads and maps an input (--config, --preset, --organizer, --timezone,
   --format, --sheet), on every command that maps one: run, validate, check, retry, plan, sync.
-- `sending_options`: how requests go out (--rate, --concurrency, --insecure, --sandbox,
+- `sending_options`: how requests go out (--rate, --reserve, --concurrency, --insecure, --sandbox,
   --sandbox-rate), on every command that talks to Gong: run, check, retry, sync, undo.
 - `output_options`: what a run shows and leaves (--quiet, --status-interval, --junit,
   --summary, and the log options), on every command that sends: run, retry, sync, undo.
@@ -76,11 +76,13 @@ def sandbox_options(fn: F) -> F:
 
 
 def sending_options(fn: F) -> F:
-    """--rate, --concurrency, --insecure, --sandbox, --sandbox-rate."""
+    """--rate, --reserve, --concurrency, --insecure, --sandbox, --sandbox-rate."""
     return _apply(
         fn,
         click.option("--rate", help="Requests per second, or 'auto' to adapt to a shared quota "
                      "(default 3)."),
+        click.option("--reserve", metavar="R|N%", help="Calls/s of the limit left for the "
+                     "company's other integrations, or a share of it such as 25% (default 0)."),
         click.option("--concurrency", type=click.IntRange(min=1),
                      help="Workers sending at once (8)."),
         click.option("--insecure", is_flag=True, help="Allow a base URL that is plain http."),

@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 def retry(results: str, input_path: str | None, config_path: str | None, preset: str | None,
           organizer: str | None, tz: str | None, fmt: str | None, sheet: str | None,
           ledger: str | None, errors_out: str | None, resend_uncertain: bool, rate: str | None,
-          concurrency: int | None, insecure: bool, sandbox: bool, sandbox_rate: float,
+          reserve: str | None, concurrency: int | None, insecure: bool, sandbox: bool,
+          sandbox_rate: float,
           state: str | None, state_must_exist: bool | None, quiet: bool,
           status_interval: float | None, junit: str | None, summary_path: str | None,
           log_level: str, log_format: str) -> None:
@@ -65,7 +66,8 @@ def retry(results: str, input_path: str | None, config_path: str | None, preset:
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
                                   concurrency=concurrency, format=fmt, ledger=ledger,
                                   status_interval=status_interval, state=state,
-                                  state_must_exist=state_must_exist, **parse_rate(rate))
+                                  state_must_exist=state_must_exist, reserve=reserve,
+                                  **parse_rate(rate))
         if errors_out and not input_path:
             raise UsageError("--errors-out needs --input (the rows are written in its format)")
         if not quiet and input_path is not None:

@@ -54,7 +54,8 @@ if TYPE_CHECKING:
 def run(input: str, config_path: str | None, preset: str | None, organizer: str | None,
         tz: str | None, fmt: str | None, sheet: str | None, out: str | None,
         ledger: str | None, fresh: bool, resend_uncertain: bool, errors_out: str | None,
-        rate: str | None, concurrency: int | None, insecure: bool, sandbox: bool,
+        rate: str | None, reserve: str | None, concurrency: int | None, insecure: bool,
+        sandbox: bool,
         sandbox_rate: float, state: str | None, state_must_exist: bool | None, quiet: bool,
         status_interval: float | None, junit: str | None, summary_path: str | None,
         log_level: str, log_format: str) -> None:
@@ -73,7 +74,8 @@ def run(input: str, config_path: str | None, preset: str | None, organizer: str 
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
                                   concurrency=concurrency, format=fmt, ledger=ledger,
                                   status_interval=status_interval, state=state,
-                                  state_must_exist=state_must_exist, **parse_rate(rate))
+                                  state_must_exist=state_must_exist, reserve=reserve,
+                                  **parse_rate(rate))
         if not quiet:
             echo_notes(notes)
         warn_fast_rate(cfg, sandbox=sandbox)
@@ -136,8 +138,12 @@ async def _run_async(cfg: Config, opts: RunOptions, errors_out: str | None = Non
               help="Fraction of connections dropped without an answer.")
 @click.option("--latency", type=float, default=0.0, show_default=True,
               help="Seconds added before each answer.")
+@click.option("--neighbour", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              metavar="R", help="Play another integration of the company: spend R calls/s of "
+              "the same limits and count its refused calls in /_sandbox/stats.")
 def sandbox(host: str, port: int, rate: float, window: str, daily: int,
-            retry_after: str, fail_rate: float, drop_rate: float, latency: float) -> None:
+            retry_after: str, fail_rate: float, drop_rate: float, latency: float,
+            neighbour: float = 0.0) -> None:
     """Serve a fake Gong meetings API on loopback, for trying bulkmeet without a Gong account.
 
     It limits like a default Gong company (3 calls/s in a sliding one-second window, 10,000 a
@@ -149,7 +155,7 @@ def sandbox(host: str, port: int, rate: float, window: str, daily: int,
             settings = SandboxSettings(
                 rate=rate or None, window=cast(Window, window), daily=daily or None,
                 retry_after=cast(RetryAfterStyle, retry_after), fail_rate=fail_rate,
-                drop_rate=drop_rate, latency=latency)
+                drop_rate=drop_rate, latency=latency, neighbour=neighbour)
             asyncio.run(_serve_sandbox(settings, host, port))
         except ValueError as exc:
             raise UsageError(str(exc)) from None

@@ -223,7 +223,8 @@ def plan(input: str, config_path: str | None, preset: str | None, organizer: str
 def sync(input: str, config_path: str | None, preset: str | None, organizer: str | None,
          tz: str | None, fmt: str | None, sheet: str | None, ledger: str | None, prune: bool,
          yes: bool, max_deletes: int, resend_uncertain: bool, out: str | None, fresh: bool,
-         rate: str | None, concurrency: int | None, insecure: bool, sandbox: bool,
+         rate: str | None, reserve: str | None, concurrency: int | None, insecure: bool,
+         sandbox: bool,
          sandbox_rate: float, state: str | None, state_must_exist: bool | None, quiet: bool,
          status_interval: float | None, junit: str | None, summary_path: str | None,
          log_level: str, log_format: str) -> None:
@@ -245,7 +246,8 @@ def sync(input: str, config_path: str | None, preset: str | None, organizer: str
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
                                   concurrency=concurrency, format=fmt,
                                   status_interval=status_interval, state=state,
-                                  state_must_exist=state_must_exist, **parse_rate(rate))
+                                  state_must_exist=state_must_exist, reserve=reserve,
+                                  **parse_rate(rate))
         if not quiet:
             echo_notes(notes)
         path = _ledger_path(ledger, cfg, "sync")
@@ -298,7 +300,8 @@ def sync(input: str, config_path: str | None, preset: str | None, organizer: str
 @state_options
 @output_options
 def undo(results: str, config_path: str | None, ledger: str | None, yes: bool, dry_run: bool,
-         out: str | None, rate: str | None, concurrency: int | None, insecure: bool,
+         out: str | None, rate: str | None, reserve: str | None, concurrency: int | None,
+         insecure: bool,
          sandbox: bool, sandbox_rate: float, state: str | None,
          state_must_exist: bool | None, quiet: bool, status_interval: float | None,
          junit: str | None, summary_path: str | None, log_level: str, log_format: str) -> None:
@@ -317,7 +320,8 @@ def undo(results: str, config_path: str | None, ledger: str | None, yes: bool, d
         require_file(results, "results file")
         cfg, _ = input_config(config_path, concurrency=concurrency,
                               status_interval=status_interval, state=state,
-                                  state_must_exist=state_must_exist, **parse_rate(rate))
+                              state_must_exist=state_must_exist, reserve=reserve,
+                              **parse_rate(rate))
         warn_fast_rate(cfg, sandbox=sandbox)
         target = out or undo_out(results)
         if sandbox and out is None:  # a fresh sandbox each time: its undo starts anew too

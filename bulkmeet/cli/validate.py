@@ -183,7 +183,8 @@ def validate(input: str, config_path: str | None, preset: str | None, organizer:
 @log_options
 def check(input: str, config_path: str | None, preset: str | None, organizer: str | None,
           tz: str | None, fmt: str | None, sheet: str | None, rate: str | None,
-          concurrency: int | None, insecure: bool, sandbox: bool, sandbox_rate: float,
+          reserve: str | None, concurrency: int | None, insecure: bool, sandbox: bool,
+          sandbox_rate: float,
           log_level: str, log_format: str) -> None:
     """Preflight INPUT against Gong before a run: the credentials work, and every organizer of
     its valid rows is a Gong user whose integration is valid.
@@ -198,7 +199,7 @@ def check(input: str, config_path: str | None, preset: str | None, organizer: st
     def go() -> int:
         require_file(input)
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
-                                  format=fmt, **parse_rate(rate))
+                                  format=fmt, reserve=reserve, **parse_rate(rate))
         echo_notes(notes)
         warn_fast_rate(cfg, sandbox=sandbox)
         from ..preflight import preflight

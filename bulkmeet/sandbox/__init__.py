@@ -20,6 +20,10 @@ Its parts: settings (what it can be told), limits (rate windows, daily budget), 
 checks and Gong's answer texts), state (log and counters), app (the server), harness (the ways
 to run it above). `bulkmeet sandbox` (bulkmeet/cli/run.py) prints its URL and handles signals.
 
+It can also play another integration of the same company (`neighbour` calls/s spent from
+the same rate window and daily budget, its refused calls counted), to measure what a run does
+to the rest of the company's quota.
+
 Two unauthenticated endpoints let a test that runs bulkmeet as a subprocess look inside:
 GET /_sandbox/stats and GET /_sandbox/meetings.
 """

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import ipaddress
 import math
 import os
@@ -73,6 +74,9 @@ class Sandbox:
         self._last_good_auth: str | None = None  # one-entry cache: clients repeat one header
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
+        self._last_take = -math.inf  # the latest time the rate window was given
+        self._neighbour: asyncio.Task[None] | None = None
+        self.state.neighbour_rate = settings.neighbour
 
     @property
     def url(self) -> str:
@@ -114,8 +118,15 @@ class Sandbox:
         self._runner = runner
         shown = f"[{bind_host}]" if family == socket.AF_INET6 else bind_host
         self._url = f"http://{shown}:{sock.getsockname()[1]}"
+        if self.settings.neighbour > 0:
+            self._neighbour = asyncio.ensure_future(self._run_neighbour())
 
     async def close(self) -> None:
+        neighbour, self._neighbour = self._neighbour, None
+        if neighbour is not None:
+            neighbour.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await neighbour
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -228,12 +239,51 @@ class Sandbox:
             if wait is not None:
                 return wait, MSG_DAILY_LIMITED
         if self._limiter is not None:
-            wait = self._limiter.take(self.settings.clock())
+            wait = self._take(self.settings.clock())
             if wait is not None:
                 return wait, MSG_RATE_LIMITED
         if daily is not None:
             daily.used += 1
         return None
+
+    def _take(self, now: float) -> float | None:
+        """One call from the rate window at `now`; the window only ever sees time go forward."""
+        assert self._limiter is not None
+        now = self._last_take = max(now, self._last_take)
+        return self._limiter.take(now)
+
+    # --- the neighbour: another integration spending the same quota ---------------------------
+
+    async def _run_neighbour(self) -> None:
+        """Spend `neighbour` calls/s, each charged at its due time (to the microsecond, not when
+        the loop got round to it: a steady 1/s caller must never look like 2 calls in one
+        second to a sliding window). A loop held up for over a second skips the missed calls."""
+        settings = self.settings
+        rate, clock = settings.neighbour, settings.clock
+        start, k = clock(), 0
+        while settings.neighbour_for is None or k / rate < settings.neighbour_for:
+            due = start + k / rate
+            late = clock() - due
+            if late > 1.0:
+                k += math.floor(late * rate)
+                continue
+            if late < 0:
+                await asyncio.sleep(-late)
+            self._neighbour_call(due)
+            k += 1
+
+    def _neighbour_call(self, due: float) -> None:
+        state = self.state
+        state.neighbour_calls += 1
+        daily = self._daily
+        if daily is not None and daily.wait(self.settings.wall_clock()) is not None:
+            state.neighbour_refused += 1
+            return
+        if self._limiter is not None and self._take(due) is not None:
+            state.neighbour_refused += 1
+            return
+        if daily is not None:
+            daily.used += 1
 
     def _retry_after(self, wait: float) -> dict[str, str]:
         settings = self.settings

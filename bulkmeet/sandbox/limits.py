@@ -49,7 +49,9 @@ class SlidingWindow:
         self.times: deque[float] = deque()  # accepted calls in (now-1, now], oldest first
 
     def take(self, now: float) -> float | None:
-        times, edge = self.times, now - 1.0
+        # A call 1 s ago, give or take float noise, has left the window: a caller steady at
+        # exactly `limit` calls/s always fits.
+        times, edge = self.times, now - 1.0 + 1e-9
         while times and times[0] <= edge:
             times.popleft()
         if len(times) >= self.limit:

@@ -38,6 +38,12 @@ class SandboxSettings:
     clock: Callable[[], float] = time.monotonic  # for rates and the request log
     wall_clock: Callable[[], float] = time.time  # for the daily budget and HTTP-dates
     log_limit: int | None = 100_000  # request log entries kept; None = all
+    # Another integration of the same company: the sandbox itself spends `neighbour` calls/s
+    # of the rate window and the daily budget, evenly spaced, from when it starts listening
+    # (for `neighbour_for` seconds; None: until it closes). Refused ones are counted, not
+    # retried: GET /_sandbox/stats reports them under "neighbour".
+    neighbour: float = 0.0
+    neighbour_for: float | None = None
 
     def __post_init__(self) -> None:
         if self.rate is not None and not self.rate > 0:
@@ -53,6 +59,10 @@ class SandboxSettings:
         for name in ("fail_rate", "drop_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)!r}")
+        if self.neighbour < 0:
+            raise ValueError(f"neighbour must not be negative, not {self.neighbour!r}")
+        if self.neighbour_for is not None and self.neighbour_for < 0:
+            raise ValueError(f"neighbour_for must not be negative, not {self.neighbour_for!r}")
         if self.latency < 0:
             raise ValueError(f"latency must not be negative, not {self.latency!r}")
         if self.credentials is not None and not all(self.credentials):

@@ -32,6 +32,9 @@ class SandboxState:
     dropped: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    neighbour_rate: float = 0.0  # the neighbour's calls/s (0: none)
+    neighbour_calls: int = 0  # calls the neighbour made ...
+    neighbour_refused: int = 0  # ... and how many of them the limits refused
 
     @property
     def rate_limited(self) -> int:
@@ -50,6 +53,11 @@ class SandboxState:
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "meetings": len(self.meetings),
+            "neighbour": {
+                "rate": self.neighbour_rate,
+                "calls": self.neighbour_calls,
+                "refused": self.neighbour_refused,
+            },
             "duplicate_external_ids": {
                 key: n for key, n in self.created_by_external_id.items() if n > 1
             },
