@@ -131,3 +131,36 @@ def test_state_must_exist_refuses_a_new_store(tmp_path: Path) -> None:
         assert sb.state.requests == 0
     assert p.returncode == 78
     assert b"must exist" in err and b"Traceback" not in err
+
+
+def test_state_import_brings_old_files_in_and_a_run_then_skips_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A results file of an earlier version, imported once (twice changes nothing): a run with
+    the store and a new results file skips the keys it created, and creates the rest."""
+    from click.testing import CliRunner
+
+    from bulkmeet.cli import main
+
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(4)])
+    state = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    with SandboxThread(SandboxSettings(rate=None)) as sb:
+        monkeypatch.setenv("GONG_BASE_URL", sb.url)
+        first = write_csv(tmp_path / "first.csv", [meeting_row(i) for i in range(2)])
+        old = tmp_path / "old.jsonl"
+        res = CliRunner().invoke(main, ["run", str(first), "--out", str(old), "--rate", "1000"])
+        assert res.exit_code == 0, res.output
+        res = CliRunner().invoke(main, ["state", "import", "--results", str(old),
+                                        "--state", state])
+        assert res.exit_code == 0, res.output
+        assert "2 changed" in res.stdout and "2 created" in res.stdout
+        res = CliRunner().invoke(main, ["state", "import", "--results", str(old),
+                                        "--state", state])
+        assert "0 changed" in res.stdout
+        res = CliRunner().invoke(main, ["run", str(src), "--out", str(tmp_path / "new.jsonl"),
+                                        "--state", state, "--rate", "1000"])
+        assert res.exit_code == 0, res.output
+        assert sb.state.creates == 4  # 2 before, 2 now: none twice
+    statuses = Counter(r["status"] for r in finals(tmp_path / "new.jsonl"))
+    assert statuses == {"skipped": 2, "created": 2}

@@ -1,0 +1,103 @@
+"""`bulkmeet state`: the state store of a Gong company, shown, and filled once from old files."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from ..exits import EXIT_OK
+from .common import guard, main, setup_logging
+from .options import config_option
+from .validate import input_config
+
+
+@main.group()
+def state() -> None:
+    """The state store: which keys became which meetings, for the Gong host and credentials of
+    the environment (GONG_BASE_URL, GONG_ACCESS_KEY...). See README "State"."""
+
+
+def _store_options(fn: click.decorators.FC) -> click.decorators.FC:
+    fn = click.option("--state", "state_url", metavar="URL", default=None,
+                      help="The store: 'default', sqlite:///PATH, PATH or postgresql://... "
+                      "(default: the config's `state`, else 'default').")(fn)
+    return config_option(fn)
+
+
+@state.command("import")
+@_store_options
+@click.option("--ledger", "ledgers", multiple=True, metavar="FILE",
+              help="A ledger file of earlier versions (repeatable).")
+@click.option("--results", "results", multiple=True, metavar="FILE",
+              help="A results file of earlier runs (repeatable).")
+def import_(config_path: str | None, state_url: str | None, ledgers: tuple[str, ...],
+            results: tuple[str, ...]) -> None:
+    """Bring the keys that ledger and results files know into the store, once: a created
+    meeting is never demoted by a later invalid or failed record, and importing the same files
+    again changes nothing."""
+    setup_logging("warning")
+
+    def go() -> int:
+        from ..errors import UsageError
+
+        if not ledgers and not results:
+            raise UsageError("give --ledger FILE and/or --results FILE to import")
+        cfg, _ = input_config(config_path)
+        cfg = cfg.replace(state=state_url or cfg.state or "default", state_must_exist=False)
+        return asyncio.run(_import(cfg, ledgers, results))
+
+    guard(go)
+
+
+async def _import(cfg: object, ledgers: tuple[str, ...], results: tuple[str, ...]) -> int:
+    from ..config import Config
+    from ..session import Target, credentials_for, open_state
+    from ..store.importer import import_ledger, import_results
+
+    assert isinstance(cfg, Config)
+    store = await open_state(cfg, credentials_for(Target()))
+    try:
+        for kind, paths, how in (("ledger", ledgers, import_ledger),
+                                 ("results", results, import_results)):
+            for path in paths:
+                report = await how(store, path)
+                for warning in report.warnings:
+                    click.echo(f"bulkmeet: warning: {warning}", err=True)
+                click.echo(f"{kind} {path}: {report.keys} keys read, {report.changed} changed "
+                           f"in {store.target.label}")
+        counts = await store.count()
+    finally:
+        await store.close()
+    click.echo("state: " + (", ".join(f"{n} {s.value}" for s, n in sorted(counts.items()))
+                            or "empty"))
+    return EXIT_OK
+
+
+@state.command("show")
+@_store_options
+def show(config_path: str | None, state_url: str | None) -> None:
+    """How many keys the store holds in each state."""
+    setup_logging("warning")
+
+    def go() -> int:
+        cfg, _ = input_config(config_path)
+        return asyncio.run(_show(cfg.replace(state=state_url or cfg.state or "default",
+                                            state_must_exist=False)))
+
+    guard(go)
+
+
+async def _show(cfg: object) -> int:
+    from ..config import Config
+    from ..session import Target, credentials_for, open_state
+
+    assert isinstance(cfg, Config)
+    store = await open_state(cfg, credentials_for(Target()))
+    try:
+        counts = await store.count()
+        click.echo(f"{store.target.label}: " + (
+            ", ".join(f"{n} {s.value}" for s, n in sorted(counts.items())) or "empty"))
+    finally:
+        await store.close()
+    return EXIT_OK
