@@ -70,7 +70,8 @@ class Config:
     ledger: str | None = None
     # The state store (claims before each send, pacing and the daily count shared by every
     # process): "default" (a SQLite file per Gong company under the state directory),
-    # sqlite:///path, a path, or postgresql://...; None: no store.
+    # sqlite:///path, a path, or postgresql://...; "off": none; unset: "default" for a real
+    # Gong host, none for the sandbox or a server on this machine.
     state: str | None = None
     state_must_exist: bool = False  # refuse to start on a new or empty store (a lost CI cache)
     claim_lease: float = DEFAULT_CLAIM_LEASE  # seconds a claim holds without being renewed
@@ -309,8 +310,8 @@ def validate(cfg: Config, *, source: str) -> Config:
                           f"postgresql://..., not {cfg.state!r}")
     if not cfg.claim_lease > 0:
         raise ConfigError(f"{source}: claim_lease must be greater than 0, not {cfg.claim_lease!r}")
-    if cfg.state_must_exist and cfg.state is None:
-        raise ConfigError(f"{source}: state_must_exist needs a state store (state: or --state)")
+    if cfg.state_must_exist and cfg.state == "off":
+        raise ConfigError(f"{source}: state_must_exist needs a state store (not state: off)")
     if cfg.timezone is not None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

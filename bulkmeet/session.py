@@ -114,16 +114,35 @@ def target_label(cfg: Config, target: Target, credentials: Credentials) -> str:
     return f"{where} ({name})"
 
 
-async def open_state(cfg: Config, credentials: Credentials) -> Store:
-    """The state store of the company `cfg.base_url` and `credentials` name. With
-    state_must_exist, a new or empty store stops the run before anything is sent."""
+def state_url(cfg: Config, target: Target) -> str | None:
+    """Which state store a session uses: `state:` as set; unset, the default SQLite file for a
+    real Gong host and none for the sandbox or a server on this machine (tests, trials);
+    "off", none."""
+    if cfg.state == "off":
+        return None
+    if cfg.state is None:
+        return None if target.sandbox or is_loopback_url(cfg.base_url) else "default"
+    return cfg.state
+
+
+async def open_state(cfg: Config, credentials: Credentials, url: str | None = None) -> Store:
+    """The state store (`url`, else `cfg.state`) of the company `cfg.base_url` and
+    `credentials` name. With state_must_exist, a new or empty store stops the run before
+    anything is sent."""
+    import sqlite3
+
     from .store import Target as StoreTarget
     from .store import normalise_url, open_store
 
-    assert cfg.state is not None
-    where = None if cfg.state == "default" else cfg.state
+    url = url or cfg.state
+    assert url is not None
+    where = None if url == "default" else url
     target = StoreTarget(normalise_url(cfg.base_url), principal(credentials))
-    store = await open_store(where, target)
+    try:
+        store = await open_store(where, target)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"cannot open the state store ({url}): {exc}; give --state a place "
+                          "bulkmeet can write, or set `state: off`") from None
     if cfg.state_must_exist and await store.is_empty():
         await store.close()
         raise StateMissing(
@@ -200,7 +219,8 @@ async def open_session(
         quota = quota_for(cfg, sandbox=target.sandbox)
         async with GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
                               connections=connections or cfg.concurrency) as client:
-            store = await open_state(cfg, credentials) if cfg.state is not None else None
+            url = state_url(cfg, target)
+            store = await open_state(cfg, credentials, url) if url is not None else None
             session = Session(cfg, client, make_gate(cfg, unlimited=unlimited), quota, sandbox,
                               store)
             try:

@@ -164,3 +164,18 @@ def test_state_import_brings_old_files_in_and_a_run_then_skips_them(
         assert sb.state.creates == 4  # 2 before, 2 now: none twice
     statuses = Counter(r["status"] for r in finals(tmp_path / "new.jsonl"))
     assert statuses == {"skipped": 2, "created": 2}
+
+
+def test_the_store_is_on_by_default_for_gong_and_off_for_local_servers() -> None:
+    """Unset, `state` means the default SQLite store for a real Gong host, and none for the
+    sandbox or a server on this machine; "off" turns it off; a URL is taken as given."""
+    from bulkmeet.config import Config
+    from bulkmeet.session import Target, state_url
+
+    gong = Config(base_url="https://us-1.api.gong.io")
+    local = Config(base_url="http://127.0.0.1:8080")
+    assert state_url(gong, Target()) == "default"
+    assert state_url(local, Target()) is None
+    assert state_url(gong, Target(sandbox=True)) is None
+    assert state_url(gong.replace(state="off"), Target()) is None
+    assert state_url(local.replace(state="sqlite:///s.db"), Target()) == "sqlite:///s.db"

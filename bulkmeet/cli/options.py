@@ -96,9 +96,10 @@ def state_options(fn: F) -> F:
         fn,
         click.option("--state", metavar="URL", help="State store shared by every process "
                      "sending to this Gong company: 'default' (a SQLite file under the state "
-                     "directory), sqlite:///PATH, PATH, or postgresql://... Each create is "
-                     "claimed there before it is sent, and pacing and the daily count are "
-                     "shared through it (config: state)."),
+                     "directory; used for a real Gong host when nothing is set), "
+                     "sqlite:///PATH, PATH, postgresql://..., or 'off'. Each create is claimed "
+                     "there before it is sent; pacing and the daily count are shared through "
+                     "it (config: state)."),
         click.option("--state-must-exist", is_flag=True, default=None,
                      help="Refuse to start (exit 78) when the state store is new or empty: "
                      "for nightly jobs, where a lost cache must not create every row again."),
