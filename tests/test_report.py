@@ -237,9 +237,10 @@ def test_a_report_that_cannot_be_written_fails_a_clean_run(tmp_path: Path) -> No
 
 
 def test_sample_nightly_workflow_uses_real_options_and_keeps_secrets_in_env() -> None:
-    """samples/ci/nightly.yml: scheduled; credentials only in `env` from secrets; the ledger
-    restored and saved (always) with actions/cache; results, JUnit and summary uploaded; and
-    every option of its `bulkmeet run` exists."""
+    """samples/ci/nightly.yml: scheduled; credentials only in `env` from secrets; the state
+    restored and saved (always) with actions/cache; the run refuses a lost store unless it is
+    the first run; results, JUnit and summary uploaded; every option of its `bulkmeet run`
+    exists."""
     wf = yaml.safe_load((Path(__file__).parents[1] / "samples/ci/nightly.yml").read_text())
     triggers = wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` as true
     assert triggers["schedule"][0]["cron"]
@@ -247,8 +248,8 @@ def test_sample_nightly_workflow_uses_real_options_and_keeps_secrets_in_env() ->
     for var in ("GONG_ACCESS_KEY", "GONG_ACCESS_KEY_SECRET"):
         assert job["env"][var] == "${{ secrets." + var + " }}"
     steps = {s.get("name", s.get("uses")): s for s in job["steps"]}
-    assert steps["Restore the ledger"]["uses"].startswith("actions/cache/restore@")
-    save = steps["Save the ledger"]
+    assert steps["Restore the state"]["uses"].startswith("actions/cache/restore@")
+    save = steps["Save the state"]
     assert save["uses"].startswith("actions/cache/save@") and save["if"] == "always()"
     assert save["with"]["path"] == "state/"
     script = steps["Create meetings"]["run"]
@@ -257,8 +258,10 @@ def test_sample_nightly_workflow_uses_real_options_and_keeps_secrets_in_env() ->
     assert isinstance(run_cmd, click.Command)
     known = {o for p in run_cmd.params for o in getattr(p, "opts", [])}
     used = set(re.findall(r"\s(--[a-z-]+)", script))
-    assert {"--ledger", "--junit", "--summary", "--out"} <= used <= known
-    assert "state/ledger.jsonl" in script
+    assert {"--state", "--junit", "--summary", "--out"} <= used <= known
+    assert 'guard="--state-must-exist"' in script and "--state-must-exist" in known
+    assert steps["Create meetings"]["env"]["MUST_EXIST"] == \
+        "${{ inputs.first_run && 'no' || 'yes' }}"
     upload = steps["Upload results, JUnit and summary"]
     assert upload["uses"].startswith("actions/upload-artifact@") and upload["if"] == "always()"
     assert "out/" in upload["with"]["path"]
