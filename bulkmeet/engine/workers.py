@@ -58,18 +58,17 @@ class Workers(RunState):
                 continue
             self._busy.add(task)
             try:
-                await self._send_row(item)
+                if self.store is None or item.row.op != "create":
+                    await self._send(item)  # no claim: updates and deletes are idempotent
+                else:
+                    await self._send_claimed(item)
             finally:
                 self._busy.discard(task)
 
-    async def _send_row(self, item: Send) -> None:
-        """Send one row until it has its final record. With a state store, a create is claimed
-        first (no other process, here or on another machine, can send the key while the claim
-        stands) and settled there after its final record."""
-        if self.store is None or item.row.op != "create":
-            # Updates and deletes are idempotent: sending one twice does no harm.
-            await self._send(item)
-            return
+    async def _send_claimed(self, item: Send) -> None:
+        """Send one create with a state store: claimed first (no other process, here or on
+        another machine, can send the key while the claim stands), settled there after its
+        final record."""
         if not await self._claim(item):
             return
         try:
