@@ -425,3 +425,24 @@ def test_the_ledger_keeps_the_last_payload_and_read_ledger_writes_nothing(
     led.close()
     entries, _ = read_ledger(path)
     assert entries["k"].payload == {"title": "T"} and entries["k"].in_flight
+
+
+def test_a_meeting_deleted_by_hand_is_created_again_by_the_next_sync(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path) -> None:
+    """A meeting deleted in Gong by hand, its row then changed: the sync's update is answered
+    404, so the row is created again (one POST more, recorded created with a note), the ledger
+    follows the new meeting, and the sync after that has nothing to do."""
+    ledger = str(tmp_path / "ledger.jsonl")
+    src = write_csv(tmp_path / "in.csv", [row("a"), row("b"), row("c")])
+    assert invoke("sync", str(src), "--ledger", ledger).exit_code == 0
+    gone = by_ext(sandbox)["b"]
+    del sandbox.state.meetings[gone["meetingId"]]  # deleted in Gong by hand
+    write_csv(src, [row("a"), row("b", title="Moved to Thursday"), row("c")])
+    res = invoke("sync", str(src), "--ledger", ledger)
+    assert res.exit_code == 0, res.output
+    last = last_by_key(tmp_path / "in.results.jsonl")["b"]
+    assert last["status"] == "created" and "created again" in last["errors"][0]
+    assert by_ext(sandbox)["b"]["title"] == "Moved to Thursday"
+    assert methods(sandbox) == {"POST": 4, "PUT": 1}
+    res = invoke("plan", str(src), "--ledger", ledger)
+    assert res.exit_code == 0, res.output  # nothing to do

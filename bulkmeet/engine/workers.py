@@ -4,6 +4,7 @@ through the gate and the quota, acting on each answer as `policy.next_step` says
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import orjson
@@ -41,6 +42,18 @@ def _store_outcome(record: Record | None, row: Row) -> StoreOutcome:
     if status is Status.UNCERTAIN:
         return StoreOutcome.uncertain("; ".join(record.errors) or None)
     return StoreOutcome.not_created(record.http_status, "; ".join(record.errors) or None)
+
+
+RECREATED = ("the meeting was gone in Gong (deleted there; the update was answered 404): "
+             "created again from the row")
+
+
+def _gone(outcome: Outcome) -> bool:
+    """Gong's own 404 to an update, about the meeting (not about an unknown organizer, which
+    a create would meet too): no such meeting any more."""
+    return (type(outcome) is Rejected and outcome.http_status == 404
+            and outcome.request_id is not None
+            and not any("user" in e.lower() for e in outcome.errors))
 
 
 class Workers(RunState):
@@ -142,7 +155,7 @@ class Workers(RunState):
         the usual `Succeeded`)."""
         row = item.row
         attempts = failures = 0
-        in_flight = False
+        in_flight = recreated = False
         try:
             while True:
                 try:
@@ -186,8 +199,23 @@ class Workers(RunState):
                     return
                 in_flight = False
                 if type(outcome) is Succeeded:
-                    self._done(item, outcome, attempts)
+                    self._done(item, outcome, attempts, recreated)
                     return
+                if row.op == "update" and _gone(outcome):
+                    # Gong says the meeting is gone (deleted by hand): the sheet still holds the
+                    # row, so it is created again, and the record says so.
+                    log.warning("line %d: meeting %s is gone in Gong (the update was answered "
+                                "404); creating it again", row.line, row.meeting_id,
+                                extra={"line": row.line, "key": row.key, "event": "recreate"})
+                    try:
+                        self.events.answered(row, 404)
+                    except JournalError as exc:
+                        self._journal_failed(exc)
+                        return
+                    row = dataclasses.replace(row, op="create", meeting_id=None)
+                    item = Send(row, item.digest)
+                    recreated = True
+                    continue
                 done, failures = await self._handle(item, outcome, attempts, failures)
                 if done:
                     return
@@ -201,13 +229,15 @@ class Workers(RunState):
                 self._finish_drained(item, attempts=attempts)
             raise
 
-    def _done(self, item: Send, outcome: Succeeded, attempts: int) -> None:
+    def _done(self, item: Send, outcome: Succeeded, attempts: int,
+              recreated: bool = False) -> None:
         """The request did what it asked: created, updated or deleted."""
         self.breaker.answered(self.gate.paused_seconds)
         row = item.row
+        notes = (RECREATED,) if recreated else ()
         self._finish(Record(row.line, row.key, _DONE[row.op], outcome.http_status,
                             outcome.meeting_id, outcome.meeting_url, outcome.request_id,
-                            attempts=attempts, payload_hash=item.digest), row)
+                            errors=notes, attempts=attempts, payload_hash=item.digest), row)
 
     async def _handle(self, item: Send, outcome: Outcome, attempts: int,
                       failures: int) -> tuple[bool, int]:
