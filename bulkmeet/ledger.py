@@ -7,16 +7,17 @@ process died), so it is never sent again without the user's word (`--resend-unce
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import orjson
 
 from .errors import InputError
-from .results import now_iso
+from .results import append_whole, now_iso
 
 
 @dataclass(slots=True)
@@ -47,7 +48,10 @@ class Ledger:
         self.entries = entries
         self.warnings = warnings
         try:
-            self._file: TextIO = open(path, "a", encoding="utf-8")  # noqa: SIM115
+            # A raw O_APPEND descriptor, each entry one whole write (results.append_whole): a
+            # full disk leaves no torn entry that a later read would drop.
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                                           | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as exc:
             raise InputError(f"cannot write ledger {path}: {exc.strerror or exc}") from None
 
@@ -57,7 +61,7 @@ class Ledger:
         entries, warnings, torn = _read(p)
         ledger = cls(p, entries, warnings)
         if torn:
-            ledger._file.write("\n")
+            ledger._append(b"\n")
         return ledger
 
     def get(self, key: str) -> LedgerEntry | None:
@@ -74,15 +78,21 @@ class Ledger:
             data["intent"] = intent
         if payload is not None:
             data["payload"] = dict(payload)
-        self._file.write(orjson.dumps(data).decode() + "\n")
-        self._file.flush()
+        self._append(orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE))
         _apply(self.entries.setdefault(key, LedgerEntry()), op, data)
 
+    def _append(self, line: bytes) -> None:
+        if self._fd is None:
+            raise OSError(errno.EBADF, "the ledger is closed")
+        append_whole(self._fd, line)
+
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def read_ledger(path: str | Path) -> tuple[dict[str, LedgerEntry], list[str]]:

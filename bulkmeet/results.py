@@ -151,27 +151,13 @@ class ResultsWriter:
         return text.encode("utf-8", errors="surrogateescape")
 
     def _write_line(self, line: bytes) -> None:
-        """Append one entry whole, or raise JournalError leaving no part of it in the file.
-
-        write(2) may write less than asked (a disk filling up): the rest is written in further
-        calls. When one fails (ENOSPC, EIO), the part already written is cut off again, so the
-        file never holds a torn entry that a resume would cut and so forget what it said.
-        """
+        """Append one entry whole, or raise JournalError leaving no part of it in the file."""
         fd = self._fd
         if fd is None:
             raise self._fail(OSError(errno.EBADF, "the results file is closed"))
-        view = memoryview(line)
-        done = 0
         try:
-            while done < len(line):
-                done += os.write(fd, view[done:])
+            append_whole(fd, line)
         except OSError as exc:
-            if done:
-                try:
-                    # O_APPEND: the file ends with the `done` bytes of this entry.
-                    os.ftruncate(fd, os.fstat(fd).st_size - done)
-                except OSError:
-                    pass  # the resume cuts a torn last entry as after a kill
             raise self._fail(exc) from None
 
     def _fail(self, exc: OSError) -> JournalError:
@@ -192,6 +178,29 @@ class ResultsWriter:
             raise self._fail(exc) from None
         finally:
             os.close(fd)
+
+
+def append_whole(fd: int, line: bytes) -> None:
+    """Append `line` to the O_APPEND descriptor `fd` whole, or raise OSError leaving no part
+    of it in the file.
+
+    write(2) may write less than asked (a disk filling up): the rest is written in further
+    calls. When one fails (ENOSPC, EIO), the part already written is cut off again, so the
+    file never holds a torn entry that a resume would cut and so forget what it said.
+    """
+    view = memoryview(line)
+    done = 0
+    try:
+        while done < len(line):
+            done += os.write(fd, view[done:])
+    except OSError:
+        if done:
+            try:
+                # O_APPEND: the file ends with the `done` bytes of this entry.
+                os.ftruncate(fd, os.fstat(fd).st_size - done)
+            except OSError:
+                pass  # the resume cuts a torn last entry as after a kill
+        raise
 
 
 def _complete_length(path: Path, as_csv: bool) -> int:

@@ -292,3 +292,20 @@ def test_quota_state_that_cannot_be_saved_is_one_line(tmp_path: Path) -> None:
     assert err.count("cannot save the daily quota") == 1
     assert code == 2
     assert Counter(r["status"] for r in finals(out)) == {"created": 3}
+
+
+def test_a_full_disk_leaves_no_torn_ledger_entry(small_disk: Path) -> None:
+    """The ledger on a full disk: each entry is written whole or not at all, so every line a
+    later run reads is one it can use (a torn `sending` line would be dropped, and with it the
+    knowledge that a request may have gone out)."""
+    from bulkmeet.ledger import Ledger, read_ledger
+
+    ledger = Ledger.open(small_disk / "ledger.jsonl")
+    written = 0
+    with pytest.raises(OSError):
+        for i in range(100_000):
+            ledger.write(f"key-{i:06d}", "sending", payload_hash="0" * 16, intent="create")
+            written += 1
+    ledger.close()
+    entries, warnings = read_ledger(small_disk / "ledger.jsonl")
+    assert warnings == [] and len(entries) == written > 0
