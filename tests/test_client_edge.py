@@ -343,6 +343,28 @@ def test_credentials_echoed_in_a_200_reach_no_output(tmp_path: Path) -> None:
     assert b"[redacted]" in out.read_bytes()
 
 
+def test_credentials_hidden_behind_json_escapes_are_scrubbed_too(tmp_path: Path) -> None:
+    """The fast path skips scrubbing an answer whose bytes hold no credential: an echo written
+    with JSON escapes (every character as \\uXXXX) holds none in its bytes, yet decodes to the
+    secret; it is scrubbed all the same."""
+
+    async def handler(request: web.Request) -> web.Response:
+        auth = request.headers["Authorization"]
+        escaped = "".join(f"\\u{ord(c):04x}" for c in auth)
+        body = f'{{"requestId": "{escaped}", "meetingId": "m1", "meetingUrl": "{escaped}"}}'
+        return web.Response(text=body, content_type="application/json")
+
+    src = write_csv(tmp_path / "in.csv", [meeting_row(0)])
+    out = tmp_path / "out.jsonl"
+    with serving(handler) as server:
+        result = CliRunner().invoke(main, ["run", str(src), "--out", str(out)],
+                                    env={**CREDS, "GONG_BASE_URL": server.url})
+    assert [r["status"] for r in finals(out)] == ["created"], result.output
+    for secret in SECRET_CREDS.secrets():
+        assert secret.encode() not in out.read_bytes()
+    assert b"[redacted]" in out.read_bytes()
+
+
 # -- 5. bounded answers --------------------------------------------------------------------
 
 

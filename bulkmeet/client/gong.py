@@ -19,6 +19,9 @@ STATUS_PATH = "/v2/meetings/integration/status"
 USER_AGENT = f"bulkmeet/{__version__}"
 
 
+_READ_HEADERS = ("Location", "Retry-After", "x-retry-after")
+
+
 class GongClient:
     """One keep-alive session to Gong (or the sandbox). Use as `async with`."""
 
@@ -32,6 +35,10 @@ class GongClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._credentials = credentials
+        # Longest first, so a secret that holds another is replaced whole.
+        self._secrets = [x for x in sorted(credentials.secrets(), key=len, reverse=True)
+                         if len(x) >= 4]
+        self._secret_bytes = [x.encode() for x in self._secrets]
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
@@ -76,7 +83,6 @@ class GongClient:
             failure = transport_failure(exc, self.base_url)
             return Retryable(None, self._scrub(f"no answer from {self.base_url}: "
                                                f"{failure.message}"), kind=failure.kind)
-        body = self._scrub_body(body)
         headers = self._scrub_headers(headers)
         if status == 200 and not too_long:
             return status, body
@@ -102,6 +108,11 @@ class GongClient:
                 body: Any = orjson.loads(raw) if raw else None
             except orjson.JSONDecodeError:
                 body = None
+            # Every answer is scrubbed, a 200's too: a proxy or server may echo what it was
+            # sent. Read whole only when it may hold a credential: one appears in the bytes,
+            # or a JSON escape (a backslash) could hide one.
+            if b"\\" in raw or any(x in raw for x in self._secret_bytes):
+                body = self._scrub_body(body)
             return resp.status, body, resp.headers, False
 
     async def _send(
@@ -120,9 +131,7 @@ class GongClient:
             # may have reached Gong (Lost).
             failure = transport_failure(exc, self.base_url)
             return type(failure)(None, self._scrub(failure.message), kind=failure.kind)
-        # Every answer is scrubbed, a 200's too: a proxy or server may echo what it was sent.
-        body = self._scrub_body(body)
-        headers = self._scrub_headers(headers)
+        headers = self._scrub_headers(headers)  # the body was scrubbed as it was read
         if (update or delete) and 200 <= status < 300 and not too_long:
             rid, _ = _body_fields(body)
             mid = delete or (body.get("meetingId") if isinstance(body, dict) else None) or path
@@ -135,15 +144,19 @@ class GongClient:
 
     def _scrub(self, text: str) -> str:
         """Remove every form of the credentials from text that came from elsewhere."""
-        for secret in sorted(self._credentials.secrets(), key=len, reverse=True):
-            if len(secret) >= 4:
+        for secret in self._secrets:
+            if secret in text:
                 text = text.replace(secret, "[redacted]")
         return text
 
     def _scrub_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """The headers classify reads (Location, Retry-After), scrubbed."""
-        return {name: self._scrub(headers[name])
-                for name in ("Location", "Retry-After", "x-retry-after") if name in headers}
+        out = {}
+        for name in _READ_HEADERS:
+            value = headers.get(name)
+            if value is not None:
+                out[name] = self._scrub(value)
+        return out
 
     def _scrub_body(self, body: Any) -> Any:
         if isinstance(body, str):
