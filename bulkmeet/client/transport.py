@@ -67,8 +67,10 @@ def transport_failure(exc: BaseException, url: str) -> Retryable | Lost:
 async def _read_bounded(resp: aiohttp.ClientResponse, limit: int = MAX_BODY) -> bytes | None:
     """The body, or None when it is longer than `limit` (then at most `limit` + 1 bytes were
     read). aiohttp's resp.read() has no bound."""
-    if resp.content_length is not None and resp.content_length > limit:
-        return None
+    if resp.content_length is not None:
+        if resp.content_length > limit:
+            return None
+        return await resp.read()  # the length is known and small: aiohttp reads that much
     buf = bytearray()
     while True:
         chunk = await resp.content.read(limit + 1 - len(buf))
