@@ -115,9 +115,6 @@ def load(path: str | Path | None, *, env: Mapping[str, str] | None = None) -> Co
     return validate(cfg, source=source)
 
 
-# Exports whose times are the exporting computer's wall clock, with no zone in the file (Outlook
-# and Google read such CSVs back in the user's own zone, so bulkmeet does the same by default).
-LOCAL_TIME_PRESETS: Final = frozenset({"outlook", "google"})
 # mapping keys (or key paths) that hold a CSV path; relative ones are read from the config's folder
 _PATH_KEYS: Final = (("invitee_directory",), ("organizerEmail", "directory"),
                      ("invitees", "directory"))
@@ -144,6 +141,17 @@ def local_zone(env: Mapping[str, str] | None = None) -> str | None:
             continue
         return name
     return None
+
+
+def _export_zone(mapping: Mapping[str, Any]) -> str | None:
+    """The zone the mapping's export format writes its times in (mapping.export_timezone,
+    else its preset's), or None."""
+    from .presets import PRESETS
+
+    zone = mapping.get("export_timezone")
+    if zone is None and isinstance(mapping.get("preset"), str):
+        zone = PRESETS.get(mapping["preset"], {}).get("export_timezone")
+    return zone if isinstance(zone, str) else None
 
 
 def anchor_paths(mapping: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
@@ -174,8 +182,10 @@ def load_settings(path: str | Path | None, *, preset: str | None = None,
     Flags beat the file; a flag given as None is not given. `preset` replaces mapping.preset
     (the file's other mapping keys still override the preset's), `organizer` replaces
     mapping.organizerEmail with {const: organizer}, `timezone` the config's `timezone`.
-    Relative directory paths in the file are read from the file's folder. With a local-time
-    preset and no zone set, times are read in this computer's zone, and a note says so.
+    Relative directory paths in the file are read from the file's folder. This computer's
+    zone is never applied: a time without an offset is read in the zone the user names
+    (`timezone`, a zone column) or the one the export format defines (a preset's
+    `export_timezone`); with neither, reading the input stops (see Mapper.zone_error).
     """
     cfg = load(path, env=env)
     changes = {k: v for k, v in flags.items() if v is not None}
@@ -190,15 +200,13 @@ def load_settings(path: str | Path | None, *, preset: str | None = None,
         mapping["organizerEmail"] = {"const": organizer}
     changes["mapping"] = mapping
     notes = []
-    zone_given = changes.get("timezone", cfg.timezone) is not None
-    if (mapping.get("preset") in LOCAL_TIME_PRESETS and not zone_given
-            and mapping.get("timezone_column") is None):
-        zone = local_zone(env)
-        if zone is not None:
-            changes["timezone"] = zone
-            notes.append(f"times are read in this computer's time zone, {zone} (the "
-                         f"{mapping['preset']} export has none); set `timezone:` or --timezone "
-                         "ZONE to choose another")
+    export_zone = _export_zone(mapping)
+    zone = changes.get("timezone", cfg.timezone)
+    if export_zone is not None and zone is not None and zone != export_zone:
+        notes.append(f"times without a UTC offset are read in {zone} (the `timezone` set), "
+                     f"not {export_zone}, the zone the {mapping.get('preset') or 'mapping'} "
+                     "export writes; right for a report exported in a user's zone, wrong for "
+                     "a data export")
     return cfg.replace(**changes), notes
 
 

@@ -46,8 +46,12 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         "all_day_column": "All Day Event",
     },
     # Salesforce Event export (Data Loader / Data Export): ActivityDateTime plus DurationInMinutes;
-    # OwnerId and WhoId are record ids, not emails.
+    # OwnerId and WhoId are record ids, not emails. Salesforce stores date-times in UTC and its
+    # data exports write them so ("2023-01-18T15:00:00.000Z", or "2023-01-18 15:00:00" with no
+    # offset at all): a time without an offset is UTC here. (A *report* export writes the
+    # user's own zone instead: pass --timezone for it.)
     "salesforce": {
+        "export_timezone": "UTC",
         "title": "Subject",
         "startTime": "ActivityDateTime",
         "endTime": {"duration_minutes": "DurationInMinutes"},

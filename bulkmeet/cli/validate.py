@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 from ..exits import EXIT_OK, EXIT_ROWS
 from ..mapping import Mapper
 from ..models import Status
-from ..reader import read_rows
+from ..planner import read_input
 from ..results import ResultsWriter
 from ..words import agree, plural
 from .common import (
@@ -128,13 +128,7 @@ def validate(input: str, config_path: str | None, preset: str | None, organizer:
             check_out_path(out, input)
         mapper = Mapper.from_config(cfg)
         echo_notes(notes)
-        rows = read_rows(input, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
-                         sheet=sheet)
-        try:
-            mapper.check_header(rows.columns, input)
-        except BaseException:
-            rows.close()
-            raise
+        rows = read_input(cfg, input, mapper, sheet=sheet)
         writer = ResultsWriter(out, fresh=True) if out is not None else None
         triage = Triage(mapper)
         shown = 0

@@ -25,7 +25,7 @@ from .spec import (
     _compile_time,
     _merge,
 )
-from .times import _DateAndTime
+from .times import _DateAndTime, _shown
 from .zones import _Clock, _iso, _zone
 
 _TRUE: Final = frozenset({"true", "yes", "y", "1", "x", "on"})
@@ -43,7 +43,14 @@ class Mapper:
         base_dir = Path.cwd() if base_dir is None else base_dir
         spec = _merge({} if mapping is None else mapping)
         self.warnings: list[str] = []
-        tz = _zone(timezone, "timezone") if timezone else None
+        export_zone = spec.get("export_timezone")
+        if export_zone is not None and not isinstance(export_zone, str):
+            raise ConfigError(f"mapping.export_timezone: must be an IANA zone name, not "
+                              f"{export_zone!r}")
+        # The zone the user names wins; else the one the export format defines; never this
+        # computer's (zone_error stops a file whose times need one).
+        tz = (_zone(timezone, "timezone") if timezone else
+              _zone(export_zone, "mapping.export_timezone") if export_zone else None)
         tz_column = spec.get("timezone_column")
         if tz_column is not None:
             _column_name(tz_column, "mapping.timezone_column")
@@ -161,6 +168,42 @@ class Mapper:
             f"{', '.join(map(repr, columns))}. Nothing was sent: name the input's columns under "
             "`mapping:` in the config, or pass --preset for a known export "
             f"({', '.join(sorted(PRESETS))})")
+
+    @property
+    def zone_known(self) -> bool:
+        """Whether a time without a UTC offset has a zone to be read in: one the user named
+        (`timezone`, a zone column) or the export's (`export_timezone`)."""
+        return self._clock.tz is not None or self._clock.tz_column is not None
+
+    def zone_error(self, raws: Iterable[RawRow], source: str) -> str | None:
+        """The file-level error when the first of `raws` whose start time reads has no UTC
+        offset and no zone is known; None when it has one (or none reads). Said once for the
+        file, before any row is sent, rather than on every row: it names this computer's zone
+        as a suggestion, and never applies it unasked."""
+        if self.zone_known:
+            return None
+        for raw in raws:
+            if raw.fields is None:
+                continue
+            got = self._clock.start.read(raw.fields, "", "startTime", [])
+            if got is None:
+                continue
+            if got[0].utcoffset() is not None:
+                return None
+            from ..config import local_zone
+
+            here = local_zone()
+            example = here if here is not None else "Europe/Berlin"
+            suggestion = (f"this computer's zone is {here}: --timezone {here}" if here else
+                          "for example --timezone Europe/Berlin")
+            name = "<stdin>" if source == "-" else source
+            return (f"{name}: line {raw.line}, {got[1]} (startTime): {_shown(got[2])} has no UTC "
+                    "offset, and no time zone is set for this file's times. Nothing was sent: "
+                    f"name the zone the times were written in ({suggestion}), or set "
+                    f"`timezone: {example}` in the config, or a column of zone names with "
+                    "mapping.timezone_column. bulkmeet never guesses it: an export read in the "
+                    "wrong zone lands hours off")
+        return None
 
     def drain_warnings(self) -> list[str]:
         warnings, self.warnings = self.warnings, []

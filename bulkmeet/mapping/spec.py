@@ -18,8 +18,9 @@ from .times import _DateAndTime, _DateTime, _Duration, _TimeSpec
 
 API_FIELDS: Final = ("startTime", "endTime", "title", "invitees", "externalId", "organizerEmail")
 _REQUIRED: Final = ("startTime", "endTime", "organizerEmail")
-_OPTIONS: Final = ("preset", "timezone_column", "invitee_directory", "unresolved_invitees",
-                   "organizer_in_invitees", "all_day", "all_day_column", "filter")
+_OPTIONS: Final = ("preset", "export_timezone", "timezone_column", "invitee_directory",
+                   "unresolved_invitees", "organizer_in_invitees", "all_day", "all_day_column",
+                   "filter")
 
 
 def _choice(spec: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:

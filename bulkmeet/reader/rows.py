@@ -23,7 +23,7 @@ class Rows(Iterator[RawRow]):
     source; close() or leaving a `with` block closes it early. A stdin stream is never closed.
     """
 
-    __slots__ = ("format", "columns", "delimiter", "_rows")
+    __slots__ = ("format", "columns", "delimiter", "_rows", "_ahead")
 
     def __init__(
         self,
@@ -37,11 +37,24 @@ class Rows(Iterator[RawRow]):
         self.columns = columns
         self.delimiter = delimiter
         self._rows = rows
+        self._ahead: list[RawRow] = []  # rows peeked at, handed out first
+
+    def peek(self, count: int) -> list[RawRow]:
+        """Up to `count` rows from the start, read now and handed out again by iteration: a
+        look at the first rows (their times, say) before any is acted on."""
+        while len(self._ahead) < count:
+            row = next(self._rows, None)
+            if row is None:
+                break
+            self._ahead.append(row)
+        return self._ahead[:count]
 
     def __iter__(self) -> Rows:
         return self
 
     def __next__(self) -> RawRow:
+        if self._ahead:
+            return self._ahead.pop(0)
         return next(self._rows)
 
     def close(self) -> None:
