@@ -173,7 +173,7 @@ def anchor_paths(mapping: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
 
 def load_settings(path: str | Path | None, *, preset: str | None = None,
                   organizer: str | None = None, timezone: str | None = None,
-                  env: Mapping[str, str] | None = None,
+                  all_day: str | None = None, env: Mapping[str, str] | None = None,
                   **flags: Any) -> tuple[Config, list[str]]:
     """The one way every command (and the Python API) loads its settings: the YAML file, then
     the environment (GONG_BASE_URL), then the flags; the mapping flags; paths anchored; the
@@ -181,7 +181,8 @@ def load_settings(path: str | Path | None, *, preset: str | None = None,
 
     Flags beat the file; a flag given as None is not given. `preset` replaces mapping.preset
     (the file's other mapping keys still override the preset's), `organizer` replaces
-    mapping.organizerEmail with {const: organizer}, `timezone` the config's `timezone`.
+    mapping.organizerEmail with {const: organizer}, `timezone` the config's `timezone`,
+    `all_day` mapping.all_day.
     Relative directory paths in the file are read from the file's folder. This computer's
     zone is never applied: a time without an offset is read in the zone the user names
     (`timezone`, a zone column) or the one the export format defines (a preset's
@@ -198,6 +199,8 @@ def load_settings(path: str | Path | None, *, preset: str | None = None,
         mapping["preset"] = preset
     if organizer is not None:
         mapping["organizerEmail"] = {"const": organizer}
+    if all_day is not None:
+        mapping["all_day"] = all_day
     changes["mapping"] = mapping
     notes = []
     export_zone = _export_zone(mapping)
@@ -242,6 +245,15 @@ def base_url_problem(url: str) -> str | None:
         return (f"must have no path ({parts.path!r}): Gong's base URLs are a host only, such as "
                 "https://us-12345.api.gong.io; bulkmeet adds /v2/meetings itself")
     return None
+
+
+def _text_codec_known(name: str) -> bool:
+    import codecs
+
+    try:
+        return codecs.lookup(name)._is_text_encoding
+    except LookupError:
+        return False
 
 
 def _check_type(cfg: Config, name: str, types: tuple[type, ...], source: str) -> None:
@@ -294,6 +306,9 @@ def validate(cfg: Config, *, source: str) -> Config:
         raise ConfigError(f"{source}: claim_lease must be greater than 0, not {cfg.claim_lease!r}")
     if cfg.state_must_exist and cfg.state is None:
         raise ConfigError(f"{source}: state_must_exist needs a state store (state: or --state)")
+    if not isinstance(cfg.encoding, str) or not _text_codec_known(cfg.encoding):
+        raise ConfigError(f"{source}: encoding {cfg.encoding!r} is not a text codec Python "
+                          "knows (for example utf-8 or cp1252)")
     if cfg.timezone is not None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -33,7 +33,7 @@ from .common import (
     setup_logging,
     warn_fast_rate,
 )
-from .options import input_options, log_options, sending_options
+from .options import INPUT_META, input_options, log_options, sending_options
 
 log = logging.getLogger("bulkmeet")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,8 +72,12 @@ def hinting(fn: Callable[[], int]) -> Callable[[], int]:
 def input_config(config_path: str | None, *, preset: str | None = None,
                  organizer: str | None = None, tz: str | None = None,
                  **overrides: Any) -> tuple[Config, list[str]]:
-    """config.load_settings with the CLI's names (tz for --timezone)."""
+    """config.load_settings with the CLI's names (tz for --timezone), and --encoding and
+    --all-day from click's context (see options.INPUT_META)."""
+    ctx = click.get_current_context(silent=True)
+    given = dict(ctx.meta.get(INPUT_META, {})) if ctx is not None else {}
     return load_settings(config_path, preset=preset, organizer=organizer, timezone=tz,
+                         all_day=given.get("all_day"), encoding=given.get("encoding"),
                          **overrides)
 
 

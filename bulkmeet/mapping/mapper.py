@@ -39,7 +39,7 @@ class Mapper:
     """
 
     def __init__(self, mapping: Mapping[str, Any] | None = None, *, timezone: str | None = None,
-                 base_dir: Path | None = None) -> None:
+                 base_dir: Path | None = None, encoding: str = "utf-8") -> None:
         base_dir = Path.cwd() if base_dir is None else base_dir
         spec = _merge({} if mapping is None else mapping)
         self.warnings: list[str] = []
@@ -63,17 +63,17 @@ class Mapper:
         self._skip_if = _compile_filter(spec.get("filter"))
         directory = (None if spec.get("invitee_directory") is None else
                      _load_directory(spec["invitee_directory"], "mapping.invitee_directory",
-                                     base_dir))
+                                     base_dir, encoding))
 
         self._clock = _Clock(_compile_time("startTime", spec["startTime"]),
                              _compile_end(spec["endTime"]), tz, tz_column)
         self._title = _compile_text("title", spec.get("title"))
         self._external = _compile_text("externalId", spec.get("externalId"))
         self._organizer, self._org_directory = _compile_person(
-            "organizerEmail", spec["organizerEmail"], base_dir, directory)
+            "organizerEmail", spec["organizerEmail"], base_dir, directory, encoding)
         self._invitees = _compile_invitees(
             spec.get("invitees"), base_dir, directory, unresolved=unresolved,
-            org_in_invitees=org_in_invitees, warnings=self.warnings)
+            org_in_invitees=org_in_invitees, warnings=self.warnings, encoding=encoding)
         # Rows of a plain mapping take a fast path that falls back to _map (plain.py).
         self._plain = PlainMapper.compile(
             start=self._clock.start, end=self._clock.end, title=self._title,
@@ -89,7 +89,7 @@ class Mapper:
 
     @classmethod
     def from_config(cls, cfg: Config) -> Mapper:
-        return cls(cfg.mapping, timezone=cfg.timezone)
+        return cls(cfg.mapping, timezone=cfg.timezone, encoding=cfg.encoding)
 
     # -- what the mapping reads --
 

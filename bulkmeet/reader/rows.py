@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Iterator
 from types import TracebackType
 from typing import BinaryIO
@@ -9,10 +10,13 @@ from typing import BinaryIO
 from ..errors import InputError
 from ..models import RawRow
 from .csvfile import _csv_rows
+from .encoding import decide_encoding
 from .jsonl import _jsonl_rows
 from .records import _READY, _Opened
 from .sources import STDIN_NAME, Format, _text_codec, detect_format
 from .xlsx import _xlsx_rows
+
+log = logging.getLogger("bulkmeet")
 
 
 class Rows(Iterator[RawRow]):
@@ -99,6 +103,11 @@ def read_rows(
         gen = _xlsx_rows(source, name, sheet, stdin, opened)
     else:
         codec = _text_codec(encoding)
+        if source != "-":  # one decision for the whole file, before its first row
+            decision = decide_encoding(source, encoding, name=name)
+            codec = decision.codec
+            if decision.warning is not None:
+                log.warning(decision.warning, extra={"event": "encoding"})
         if kind == "csv":
             if delimiter is None and source.lower().endswith(".tsv"):
                 delimiter = "\t"

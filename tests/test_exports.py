@@ -1,0 +1,119 @@
+"""Real export layouts without surprises (issue 15): one decision per file for its encoding,
+all-day words in the languages Outlook writes, layouts recognised, no requests that cannot pass,
+people's names from columns and directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner, Result
+
+from bulkmeet.cli import main
+
+from .helpers import HEADER, finals
+from .sandbox_run import run_against_sandbox
+
+OUTLOOK_HEADER = ["Subject", "Start Date", "Start Time", "End Date", "End Time", "All day event",
+                  "Meeting Organizer", "Required Attendees", "Optional Attendees"]
+
+
+def validate(*args: str) -> Result:
+    return CliRunner().invoke(main, ["validate", *args])
+
+
+def payloads(stdout: str) -> list[dict[str, object]]:
+    lines = stdout.splitlines()
+    return [orjson.loads(lines[i + 1]) for i, line in enumerate(lines)
+            if line.endswith("would send POST /v2/meetings")]
+
+
+def write(path: Path, header: list[str], rows: list[list[str]], *, encoding: str = "utf-8",
+          delimiter: str = ",", bom: bool = False) -> Path:
+    text = "\r\n".join(delimiter.join(cells) for cells in [header, *rows]) + "\r\n"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode(encoding))
+    return path
+
+
+def meeting(i: int, title: str) -> list[str]:
+    return [f"2026-12-01T{9 + i % 8:02d}:00:00Z", f"2026-12-01T{9 + i % 8:02d}:30:00Z", title,
+            "ana@seller.example", f"crm-{i}", "bo@acme.example"]
+
+
+# --- 2. encoding: one decision per file --------------------------------------------------------
+
+
+def test_a_cp1252_file_with_and_without_umlaut_rows_sends_nothing_and_says_what_to_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the rows without umlauts were sent and the others refused, each with the hint: now
+    the file is refused whole, once, exit 2, no request; with --encoding cp1252 all are sent."""
+    titles = ["Plain", "Müller Demo", "Also plain", "Große Runde", "Last"]
+    src = write(tmp_path / "in.csv", HEADER, [meeting(i, t) for i, t in enumerate(titles)],
+                encoding="cp1252")
+    out = tmp_path / "r.jsonl"
+    res, requests = run_against_sandbox(monkeypatch, ["run", str(src), "--rate", "1000",
+                                                      "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert requests == 0
+    assert res.stderr.count("is not valid utf-8") == 1
+    assert f"{src}: line 3: byte 0xFC is not valid utf-8" in res.stderr
+    assert "set `encoding: cp1252` in the config (or pass --encoding cp1252)" in res.stderr
+    res = validate(str(src))
+    assert res.exit_code == 2 and res.stdout == ""
+    res, requests = run_against_sandbox(monkeypatch, ["run", str(src), "--rate", "1000",
+                                                      "--out", str(out), "--encoding", "cp1252"])
+    assert res.exit_code == 0, res.output
+    assert requests == 5
+    assert [f["status"] for f in finals(out)] == ["created"] * 5
+
+
+def test_a_bom_wins_over_a_contradicting_encoding_with_a_warning(tmp_path: Path) -> None:
+    """`encoding: cp1252` on a UTF-8 file with a BOM: read as UTF-8 (not 'ChloÃ© Dubois'),
+    and a warning says why."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("encoding: cp1252\n")
+    for n, args in enumerate((["--config", str(cfg)], ["--encoding", "cp1252"])):
+        # (a new file each time: the warning is said once a process for a file)
+        src = write(tmp_path / f"in{n}.csv", HEADER, [meeting(0, "Chloé Dubois")], bom=True)
+        res = validate(str(src), *args)
+        assert res.exit_code == 0, res.output
+        assert payloads(res.stdout)[0]["title"] == "Chloé Dubois"
+        assert "starts with a UTF-8 byte-order mark: read as UTF-8, not cp1252" in res.stderr
+
+
+def test_utf8_read_as_cp1252_is_warned_about(tmp_path: Path) -> None:
+    src = write(tmp_path / "in.csv", HEADER, [meeting(0, "Chloé Dubois")])
+    res = validate(str(src), "--encoding", "cp1252")
+    assert res.exit_code == 0, res.output
+    assert "decodes as UTF-8 and holds non-ASCII text, but `encoding` says cp1252" in res.stderr
+
+
+def test_directory_csvs_follow_the_encoding_rules(tmp_path: Path) -> None:
+    """invitee_directory is read with `encoding:` (once: a bare "'utf-8' codec can't decode"),
+    and one that does not decode is one error naming the key, the file and what to set."""
+    people = tmp_path / "people.csv"
+    people.write_bytes("name,email\nJürgen Groß,juergen@acme.example\nAna Silva,"
+                       "ana@seller.example\n".encode("cp1252"))
+    src = write(tmp_path / "in.csv", OUTLOOK_HEADER, [[
+        "Demo", "12/1/2026", "9:00:00 AM", "12/1/2026", "10:00:00 AM", "False", "Ana Silva",
+        "Jürgen Groß", ""]], encoding="cp1252")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("timezone: Europe/Berlin\nmapping:\n  preset: outlook\n"
+                   "  invitee_directory: people.csv\n")
+    res = validate(str(src), "--config", str(cfg))
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"bulkmeet: error: mapping.invitee_directory: {people}: line 2: "
+                                 "byte 0xFC is not valid utf-8")
+    assert "--encoding cp1252" in res.stderr
+    res = validate(str(src), "--config", str(cfg), "--encoding", "cp1252")
+    assert res.exit_code == 0, res.output
+    assert payloads(res.stdout)[0]["invitees"] == [
+        {"email": "juergen@acme.example", "displayName": "Jürgen Groß"}]
+
+
+def test_an_unknown_encoding_is_one_error(tmp_path: Path) -> None:
+    src = write(tmp_path / "in.csv", HEADER, [meeting(0, "x")])
+    res = validate(str(src), "--encoding", "klingon")
+    assert res.exit_code == 2
+    assert "encoding 'klingon' is not a text codec" in res.stderr
