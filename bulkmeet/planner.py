@@ -151,13 +151,23 @@ def read_input(cfg: Config, path: str, mapper: Mapper, *, sheet: str | None = No
     try:
         mapper.check_header(raws.columns, path)
         if not mapper.zone_known:
-            problem = mapper.zone_error(raws.peek(ZONE_PEEK_ROWS), path)
+            problem = mapper.zone_error(_peeked(raws, ZONE_PEEK_ROWS), path)
             if problem is not None:
                 raise InputError(problem)
     except BaseException:
         raws.close()
         raise
     return raws
+
+
+def _peeked(raws: Rows, limit: int) -> Iterator[RawRow]:
+    """The first `limit` rows, each read only when asked for (a pipe's rows come as they are
+    written: looking at the first must not wait for the fiftieth); all are handed out again."""
+    for n in range(1, limit + 1):
+        ahead = raws.peek(n)
+        if len(ahead) < n:
+            return
+        yield ahead[-1]
 
 
 # -- retry: the rows whose last outcome may pass now --------------------------------------

@@ -26,7 +26,8 @@ from bulkmeet.models import RawRow
 from bulkmeet.reader import MAX_JSON_DEPTH, MAX_RECORD_CHARS, detect_format, read_rows
 
 DATA = Path(__file__).parent / "data" / "reader"
-EXCEL_HINT = "; if the file was saved by Excel on Windows, try encoding: cp1252"
+EXCEL_HINT = ("; if the file was saved by Excel on Windows, try encoding: cp1252 (or --encoding "
+              "cp1252)")
 PROPERTY = settings(max_examples=60, deadline=None)
 
 

@@ -255,7 +255,7 @@ def test_out_refuses_a_runs_results_file(tmp_path: Path) -> None:
     (["{src}", "--organizer", "someone"], "mapping.organizerEmail"),
     (["{src}", "--preset", "salesforce"], "Salesforce exports OwnerId, a user id, not an email"),
     (["{src}", "--preset", "google"], "Google Calendar's CSV export has no organizer column"),
-    (["{cp1252}"], "if the file was saved by Excel on Windows, try encoding: cp1252"),
+    (["{cp1252}"], "if the file was saved by Excel on Windows, set `encoding: cp1252`"),
     (["{src}", "--out", "{src}"], "is the input file"),
 ])
 def test_usage_config_and_unreadable_input_exit_2(tmp_path: Path, args: list[str],
