@@ -117,3 +117,46 @@ def test_an_unknown_encoding_is_one_error(tmp_path: Path) -> None:
     res = validate(str(src), "--encoding", "klingon")
     assert res.exit_code == 2
     assert "encoding 'klingon' is not a text codec" in res.stderr
+
+
+# --- 3. all-day words ----------------------------------------------------------------------------
+
+
+def outlook(path: Path, flags: list[str]) -> Path:
+    return write(path, OUTLOOK_HEADER, [[
+        f"M{i}", "12/1/2026", "9:00:00 AM", "12/1/2026", "10:00:00 AM", flag,
+        "ana@seller.example", "bo@acme.example", ""] for i, flag in enumerate(flags)])
+
+
+def test_ein_is_not_false_and_an_unknown_word_lists_the_accepted_ones(tmp_path: Path) -> None:
+    """German Outlook writes Ein/Aus: "Ein" once counted as false and the all-day row went out
+    as a 24-hour meeting. Now each language's words count, and any other word is invalid."""
+    words = ["Ein", "Aus", "Vrai", "Faux", "Verdadero", "Falso", "Waar", "Onwaar", "True",
+             "false", "", "Maybe"]
+    src = outlook(tmp_path / "in.csv", words)
+    res = validate(str(src), "--preset", "outlook", "--timezone", "Europe/Berlin",
+                   "--show", "0")
+    assert res.exit_code == 1
+    invalid = {int(line.split()[1].rstrip(":")) for line in res.stdout.splitlines()
+               if line.endswith(": invalid")}
+    all_day = {2, 4, 6, 8, 10}  # Ein, Vrai, Verdadero, Waar, True
+    assert invalid == all_day | {13}  # and Maybe
+    assert "line 2, column 'All day event' (all day): 'Ein' marks an all-day event" in res.stdout
+    assert ("line 13, column 'All day event' (all day): 'Maybe' is neither a true nor a false "
+            "word (true: 1, ein, ja, on, oui, si, sí, true, verdadero, vrai, waar, wahr, x, y, "
+            "yes; false: 0, aus, falsch, false, falso, faux, n, nee, nein, no, non, off, onwaar"
+            ", or empty)") in res.stdout
+
+
+@pytest.mark.parametrize(("choice", "valid", "skipped"), [
+    ("reject", 1, 0), ("skip", 1, 1), ("allow", 2, 0)])
+def test_all_day_flag_chooses_what_happens_to_all_day_rows(
+        tmp_path: Path, choice: str, valid: int, skipped: int) -> None:
+    src = outlook(tmp_path / "in.csv", ["Ein", "Aus"])
+    res = validate(str(src), "--preset", "outlook", "--timezone", "Europe/Berlin",
+                   "--all-day", choice, "--show", "5")
+    assert res.exit_code == (0 if choice != "reject" else 1), res.output
+    assert f"{valid} valid" in res.stdout.splitlines()[-1]
+    assert (f"{skipped} skipped" in res.stdout) == bool(skipped)
+    if choice == "allow":
+        assert payloads(res.stdout)[0]["startTime"] == "2026-12-01T00:00:00+01:00"

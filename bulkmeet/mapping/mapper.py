@@ -28,7 +28,17 @@ from .spec import (
 from .times import _DateAndTime, _shown
 from .zones import _Clock, _iso, _zone
 
-_TRUE: Final = frozenset({"true", "yes", "y", "1", "x", "on"})
+# The words an all-day column may hold, case-insensitive; an empty cell is false. Outlook writes
+# the flag in the language of its installation: True/False, German Ein/Aus, French Vrai/Faux,
+# Spanish Verdadero/Falso, Dutch Waar/Onwaar; Google and Salesforce write True/False or
+# true/false. Any other word makes the row invalid: "Ein" once read as false, and the row went
+# out as a 24-hour meeting.
+_TRUE: Final = frozenset({"true", "yes", "y", "1", "x", "on", "ein", "ja", "wahr", "vrai", "oui",
+                          "verdadero", "sí", "si", "waar"})
+_FALSE: Final = frozenset({"false", "no", "n", "0", "off", "aus", "nein", "falsch", "faux",
+                           "non", "falso", "onwaar", "nee"})
+_ALL_DAY_WORDS: Final = (f"true: {', '.join(sorted(_TRUE))}; false: {', '.join(sorted(_FALSE))}"
+                         ", or empty")
 
 
 class Mapper:
@@ -242,7 +252,13 @@ class Mapper:
         all_day = False
         if self._all_day_column is not None:
             flag = fields.get(self._all_day_column)
-            if _text(flag).casefold() in _TRUE:
+            word = _text(flag).casefold()
+            if word and word not in _TRUE and word not in _FALSE:
+                errors.append(f"{where}, column {self._all_day_column!r} (all day): "
+                              f"{_show(flag)} is neither a true nor a false word "
+                              f"({_ALL_DAY_WORDS})")
+                word = ""
+            if word in _TRUE:
                 if self._all_day == "skip":
                     return _skipped(line, fields, f"{where}, column {self._all_day_column!r}: "
                                     f"{_show(flag)} marks an all-day event (mapping.all_day: skip)")
