@@ -160,3 +160,37 @@ def test_all_day_flag_chooses_what_happens_to_all_day_rows(
     assert (f"{skipped} skipped" in res.stdout) == bool(skipped)
     if choice == "allow":
         assert payloads(res.stdout)[0]["startTime"] == "2026-12-01T00:00:00+01:00"
+
+
+# --- 5. no calls that cannot pass ----------------------------------------------------------------
+
+
+def test_100_rows_of_an_unknown_organizer_cost_at_most_1_request(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gong's 404 "No Gong user found" holds for every row of that organizer: the rest are
+    recorded failed without a request (once: 100 rows, 100 requests), naming the line where
+    Gong refused; the other organizer's rows are all sent, at the usual concurrency."""
+    from bulkmeet.sandbox import SandboxSettings
+
+    rows = [meeting(i, f"M{i}") for i in range(110)]
+    for i, row in enumerate(rows):
+        if i % 11:  # 100 rows of gone@, 10 of ana@
+            row[3] = "gone@seller.example"
+    src = write(tmp_path / "in.csv", HEADER, rows)
+    out = tmp_path / "r.jsonl"
+    settings = SandboxSettings(rate=None, unknown_organizers=frozenset({"gone@seller.example"}))
+    res, requests = run_against_sandbox(monkeypatch, ["run", str(src), "--rate", "1000",
+                                                      "--out", str(out)], settings)
+    assert res.exit_code == 1, res.output
+    assert requests == 1 + 10
+    records = finals(out)
+    gone = [r for r in records if r["status"] == "failed"]
+    assert len(gone) == 100
+    refused = [r for r in gone if r.get("httpStatus") == 404]
+    assert len(refused) == 1
+    line = refused[0]["line"]
+    for r in gone:
+        if r is not refused[0]:
+            assert r["errors"][0].startswith(f"not sent: Gong refused this organizer on line "
+                                             f"{line} (No Gong user found")
+    assert sum(r["status"] == "created" for r in records) == 10

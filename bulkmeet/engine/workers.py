@@ -16,6 +16,7 @@ from ..planner import Send
 from ..policy import Again, Done, Finish, Pause, TooLong, next_step, no_answer
 from ..store import AlreadyDone, Claimed, HeldBy, RefusedSamePayload, Uncertain
 from ..store import Outcome as StoreOutcome
+from .organizers import OrganizerMemo
 from .state import RunState
 
 log = logging.getLogger("bulkmeet")
@@ -46,6 +47,14 @@ def _store_outcome(record: Record | None, row: Row) -> StoreOutcome:
 class Workers(RunState):
     """The worker stage of the engine."""
 
+    @property
+    def organizers(self) -> OrganizerMemo:
+        """This run's memo of organizers Gong refused (made on first use)."""
+        memo: OrganizerMemo | None = getattr(self, "_organizer_memo", None)
+        if memo is None:
+            memo = self._organizer_memo = OrganizerMemo()
+        return memo
+
     async def _work(self, queue: asyncio.Queue[Send | None]) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -65,7 +74,32 @@ class Workers(RunState):
     async def _send_row(self, item: Send) -> None:
         """Send one row until it has its final record. With a state store, a create is claimed
         first (no other process, here or on another machine, can send the key while the claim
-        stands) and settled there after its final record."""
+        stands) and settled there after its final record. A create of an organizer Gong has
+        refused in this run is recorded failed without a request (organizers.py)."""
+        if item.row.op == "create":
+            await self._send_create(item)
+            return
+        await self._send_claimed(item)
+
+    async def _send_create(self, item: Send) -> None:
+        """A create, unless Gong refused its organizer earlier in this run; the first create
+        of each organizer goes out alone (organizers.OrganizerMemo)."""
+        row = item.row
+        organizer = str((row.payload or {}).get("organizerEmail") or "")
+        memo = self.organizers
+        refusal, probe = await memo.admit(organizer)
+        if refusal is not None:
+            memo.saved += 1
+            self._finish(Record(row.line, row.key, Status.FAILED, errors=(refusal.error(),),
+                                payload_hash=item.digest), row, row.payload)
+            return
+        try:
+            await self._send_claimed(item)
+        finally:
+            if probe:
+                memo.release(organizer)
+
+    async def _send_claimed(self, item: Send) -> None:
         if self.store is None or item.row.op != "create":
             # Updates and deletes are idempotent: sending one twice does no harm.
             await self._send(item)
@@ -206,6 +240,9 @@ class Workers(RunState):
         """The request did what it asked: created, updated or deleted."""
         self.breaker.answered(self.gate.paused_seconds)
         row = item.row
+        if row.op == "create" and row.payload is not None:
+            self.organizers.answered(str(row.payload.get("organizerEmail") or ""), outcome,
+                                     row.line)
         self._finish(Record(row.line, row.key, _DONE[row.op], outcome.http_status,
                             outcome.meeting_id, outcome.meeting_url, outcome.request_id,
                             attempts=attempts, payload_hash=item.digest), row)
@@ -243,6 +280,9 @@ class Workers(RunState):
             await self._sleep_unless_stopped(step.delay)
             return False, failures
         # Finish
+        if row.op == "create":
+            self.organizers.answered(str(row.payload.get("organizerEmail") or "")
+                                     if row.payload else "", outcome, row.line)
         if isinstance(outcome, Rejected):
             self.breaker.answered(self.gate.paused_seconds)  # the host is up, not limiting
         elif step.status is Status.FAILED:  # a 5xx or no connection, tried max_attempts times
