@@ -194,3 +194,35 @@ def test_100_rows_of_an_unknown_organizer_cost_at_most_1_request(
             assert r["errors"][0].startswith(f"not sent: Gong refused this organizer on line "
                                              f"{line} (No Gong user found")
     assert sum(r["status"] == "created" for r in records) == 10
+
+
+# --- 4. layouts ----------------------------------------------------------------------------------
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.mark.parametrize(("sample", "args", "preset"), [
+    ("outlook.csv", [], "outlook"),
+    ("google.csv", [], "google"),
+    ("outlook-de.csv", ["--encoding", "cp1252"], "outlook-de"),
+    ("outlook-de.csv", ["--encoding", "cp1252", "--preset", "outlook"], "outlook-de"),
+    ("salesforce.csv", [], "salesforce"),
+])
+def test_a_known_layout_gets_the_preset_to_use(sample: str, args: list[str],
+                                               preset: str) -> None:
+    """A header that is a known export's layout: the error names the preset, not only the
+    missing columns."""
+    res = validate(str(SAMPLES / sample), *args)
+    assert res.exit_code == 2
+    assert f"its header is the {preset} export's layout: try --preset {preset}" in res.stderr
+
+
+def test_the_german_outlook_sample_reads_right() -> None:
+    res = validate(str(SAMPLES / "outlook-de.csv"), "--config", str(SAMPLES / "outlook-de.yaml"))
+    assert res.exit_code == 0, res.output
+    first = payloads(res.stdout)[0]
+    assert first["title"] == "Erstgespräch - Müller GmbH"
+    assert first["startTime"] == "2026-12-01T09:00:00+01:00"
+    assert first["organizerEmail"] == "ana@seller.example"
+    assert first["invitees"] == [{"email": "juergen.gross@mueller.example"},
+                                 {"email": "petra@mueller.example"}]

@@ -28,7 +28,10 @@ CASES = [
     ("google.csv", ["--preset", "google", "--organizer", ORGANIZER, "--timezone",
                     "America/Chicago"], 3),
     ("salesforce.csv", ["--preset", "salesforce", "--organizer", ORGANIZER], 3),
+    ("outlook-de.csv", ["--preset", "outlook-de", "--encoding", "cp1252", "--timezone",
+                        "Europe/Berlin"], 3),
     ("outlook-names.csv", ["--config", "outlook-names.yaml"], 3),
+    ("outlook-de.csv", ["--config", "outlook-de.yaml"], 3),
     ("google.csv", ["--config", "google.yaml"], 3),
     ("salesforce.csv", ["--config", "salesforce.yaml"], 3),
 ]

@@ -9,7 +9,7 @@ from typing import Any, Final
 from ..config import Config
 from ..errors import ConfigError, InputError
 from ..models import RawRow, Row
-from ..presets import PRESETS
+from ..presets import PRESETS, layout_of
 from .keys import _raw_key, _valid_row
 from .people import _load_directory, _person
 from .plain import PlainMapper
@@ -51,6 +51,7 @@ class Mapper:
     def __init__(self, mapping: Mapping[str, Any] | None = None, *, timezone: str | None = None,
                  base_dir: Path | None = None, encoding: str = "utf-8") -> None:
         base_dir = Path.cwd() if base_dir is None else base_dir
+        self.preset = (mapping or {}).get("preset")
         spec = _merge({} if mapping is None else mapping)
         self.warnings: list[str] = []
         export_zone = spec.get("export_timezone")
@@ -173,6 +174,12 @@ class Mapper:
         name = "<stdin>" if source == "-" else source
         listed = ", ".join(f"{c!r} ({', '.join(keys)})" for c, keys in missing)
         plural = "s" if len(missing) > 1 else ""
+        layout = layout_of(list(columns))
+        if layout is not None and layout != self.preset:
+            raise InputError(
+                f"{name}: the input has no column{plural} {listed}, but its header is "
+                f"the {layout} export's layout: try --preset {layout} (mapping.preset: "
+                f"{layout}). Nothing was sent")
         raise InputError(
             f"{name}: the input has no column{plural} {listed}; its columns are "
             f"{', '.join(map(repr, columns))}. Nothing was sent: name the input's columns under "
