@@ -132,7 +132,7 @@ def test_missing_required_columns_are_named_once_up_front(tmp_path: Path) -> Non
         "'organizerEmail' (mapping.organizerEmail), 'externalId' (mapping.externalId), "
         "'invitees' (mapping.invitees); its columns are 'startTime', 'title'. Nothing was sent: "
         "name the input's columns under `mapping:` in the config, or pass --preset for a known "
-        "export (google, outlook, salesforce)\n")
+        "export (google, outlook, outlook-de, salesforce)\n")
 
 
 @pytest.mark.parametrize("title", ["Subject", '{template: "{Type}: {Account}"}'])

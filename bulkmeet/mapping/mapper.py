@@ -51,8 +51,8 @@ class Mapper:
     def __init__(self, mapping: Mapping[str, Any] | None = None, *, timezone: str | None = None,
                  base_dir: Path | None = None, encoding: str = "utf-8") -> None:
         base_dir = Path.cwd() if base_dir is None else base_dir
-        self.preset = (mapping or {}).get("preset")
         spec = _merge({} if mapping is None else mapping)
+        self.preset = mapping.get("preset") if mapping is not None else None
         self.warnings: list[str] = []
         export_zone = spec.get("export_timezone")
         if export_zone is not None and not isinstance(export_zone, str):
