@@ -5,6 +5,7 @@ people's names from columns and directories."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -23,7 +24,7 @@ def validate(*args: str) -> Result:
     return CliRunner().invoke(main, ["validate", *args])
 
 
-def payloads(stdout: str) -> list[dict[str, object]]:
+def payloads(stdout: str) -> list[dict[str, Any]]:
     lines = stdout.splitlines()
     return [orjson.loads(lines[i + 1]) for i, line in enumerate(lines)
             if line.endswith("would send POST /v2/meetings")]
@@ -226,3 +227,18 @@ def test_the_german_outlook_sample_reads_right() -> None:
     assert first["organizerEmail"] == "ana@seller.example"
     assert first["invitees"] == [{"email": "juergen.gross@mueller.example"},
                                  {"email": "petra@mueller.example"}]
+
+
+# --- 6. people -----------------------------------------------------------------------------------
+
+
+def test_a_directory_of_ids_never_sends_the_id_as_a_display_name() -> None:
+    """samples/salesforce.yaml looks WhoId up in sf-contacts.csv: the invitee is the email
+    alone, not {displayName: '0035e00000Xy1abAAA'}; a name looked up keeps its name."""
+    res = validate(str(SAMPLES / "salesforce.csv"), "--config", str(SAMPLES / "salesforce.yaml"))
+    assert res.exit_code == 0, res.output
+    assert payloads(res.stdout)[0]["invitees"] == [{"email": "bo.chen@acme.example"}]
+    res = validate(str(SAMPLES / "outlook-names.csv"), "--config",
+                   str(SAMPLES / "outlook-names.yaml"), "--show", "1")
+    assert {"email": "bo.chen@acme.example", "displayName": "Bo Chen"} in \
+        payloads(res.stdout)[0]["invitees"]

@@ -247,6 +247,8 @@ class _Invitees:
         directory = self.directory
         email = directory.get(address) if directory is not None else None
         if email is not None:
+            if any(c.isdigit() for c in address):  # a record id (0035e00000Xy1abAAA), not a name
+                return {"email": email}
             return {"email": email, "displayName": address}
         if directory is None:
             errors.append(f"{here}: {_show(item)} is not an email address (names need "
