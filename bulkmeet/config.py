@@ -118,9 +118,6 @@ def load(path: str | Path | None, *, env: Mapping[str, str] | None = None) -> Co
     return validate(cfg, source=source)
 
 
-# Exports whose times are the exporting computer's wall clock, with no zone in the file (Outlook
-# and Google read such CSVs back in the user's own zone, so bulkmeet does the same by default).
-LOCAL_TIME_PRESETS: Final = frozenset({"outlook", "google"})
 # mapping keys (or key paths) that hold a CSV path; relative ones are read from the config's folder
 _PATH_KEYS: Final = (("invitee_directory",), ("organizerEmail", "directory"),
                      ("invitees", "directory"))
@@ -149,6 +146,17 @@ def local_zone(env: Mapping[str, str] | None = None) -> str | None:
     return None
 
 
+def _export_zone(mapping: Mapping[str, Any]) -> str | None:
+    """The zone the mapping's export format writes its times in (mapping.export_timezone,
+    else its preset's), or None."""
+    from .presets import PRESETS
+
+    zone = mapping.get("export_timezone")
+    if zone is None and isinstance(mapping.get("preset"), str):
+        zone = PRESETS.get(mapping["preset"], {}).get("export_timezone")
+    return zone if isinstance(zone, str) else None
+
+
 def anchor_paths(mapping: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     """A copy of `mapping` whose relative directory CSV paths start at `base_dir`."""
     out = dict(mapping)
@@ -168,7 +176,7 @@ def anchor_paths(mapping: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
 
 def load_settings(path: str | Path | None, *, preset: str | None = None,
                   organizer: str | None = None, timezone: str | None = None,
-                  env: Mapping[str, str] | None = None,
+                  all_day: str | None = None, env: Mapping[str, str] | None = None,
                   **flags: Any) -> tuple[Config, list[str]]:
     """The one way every command (and the Python API) loads its settings: the YAML file, then
     the environment (GONG_BASE_URL), then the flags; the mapping flags; paths anchored; the
@@ -176,9 +184,12 @@ def load_settings(path: str | Path | None, *, preset: str | None = None,
 
     Flags beat the file; a flag given as None is not given. `preset` replaces mapping.preset
     (the file's other mapping keys still override the preset's), `organizer` replaces
-    mapping.organizerEmail with {const: organizer}, `timezone` the config's `timezone`.
-    Relative directory paths in the file are read from the file's folder. With a local-time
-    preset and no zone set, times are read in this computer's zone, and a note says so.
+    mapping.organizerEmail with {const: organizer}, `timezone` the config's `timezone`,
+    `all_day` mapping.all_day.
+    Relative directory paths in the file are read from the file's folder. This computer's
+    zone is never applied: a time without an offset is read in the zone the user names
+    (`timezone`, a zone column) or the one the export format defines (a preset's
+    `export_timezone`); with neither, reading the input stops (see Mapper.zone_error).
     """
     cfg = load(path, env=env)
     changes = {k: v for k, v in flags.items() if v is not None}
@@ -191,17 +202,17 @@ def load_settings(path: str | Path | None, *, preset: str | None = None,
         mapping["preset"] = preset
     if organizer is not None:
         mapping["organizerEmail"] = {"const": organizer}
+    if all_day is not None:
+        mapping["all_day"] = all_day
     changes["mapping"] = mapping
     notes = []
-    zone_given = changes.get("timezone", cfg.timezone) is not None
-    if (mapping.get("preset") in LOCAL_TIME_PRESETS and not zone_given
-            and mapping.get("timezone_column") is None):
-        zone = local_zone(env)
-        if zone is not None:
-            changes["timezone"] = zone
-            notes.append(f"times are read in this computer's time zone, {zone} (the "
-                         f"{mapping['preset']} export has none); set `timezone:` or --timezone "
-                         "ZONE to choose another")
+    export_zone = _export_zone(mapping)
+    zone = changes.get("timezone", cfg.timezone)
+    if export_zone is not None and zone is not None and zone != export_zone:
+        notes.append(f"times without a UTC offset are read in {zone} (the `timezone` set), "
+                     f"not {export_zone}, the zone the {mapping.get('preset') or 'mapping'} "
+                     "export writes; right for a report exported in a user's zone, wrong for "
+                     "a data export")
     return cfg.replace(**changes), notes
 
 
@@ -237,6 +248,15 @@ def base_url_problem(url: str) -> str | None:
         return (f"must have no path ({parts.path!r}): Gong's base URLs are a host only, such as "
                 "https://us-12345.api.gong.io; bulkmeet adds /v2/meetings itself")
     return None
+
+
+def _text_codec_known(name: str) -> bool:
+    import codecs
+
+    try:
+        return codecs.lookup(name)._is_text_encoding
+    except LookupError:
+        return False
 
 
 def _check_type(cfg: Config, name: str, types: tuple[type, ...], source: str) -> None:
@@ -312,6 +332,9 @@ def validate(cfg: Config, *, source: str) -> Config:
         raise ConfigError(f"{source}: claim_lease must be greater than 0, not {cfg.claim_lease!r}")
     if cfg.state_must_exist and cfg.state == "off":
         raise ConfigError(f"{source}: state_must_exist needs a state store (not state: off)")
+    if not isinstance(cfg.encoding, str) or not _text_codec_known(cfg.encoding):
+        raise ConfigError(f"{source}: encoding {cfg.encoding!r} is not a text codec Python "
+                          "knows (for example utf-8 or cp1252)")
     if cfg.timezone is not None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from .config import Config
+from .errors import InputError
 from .ledger import LedgerEntry
 from .mapping import Mapper
 from .models import RawRow, Record, Row, Status, payload_digest, value_class
@@ -138,17 +139,35 @@ def _unmapped(raw: RawRow) -> Row:  # pragma: no cover - a planner of rows maps 
     raise AssertionError("this planner takes rows already mapped")
 
 
+ZONE_PEEK_ROWS = 50  # rows looked at for a start time that reads, to see if it has an offset
+
+
 def read_input(cfg: Config, path: str, mapper: Mapper, *, sheet: str | None = None) -> Rows:
-    """Open an input for `mapper`: a column the mapping reads that the header lacks stops here
-    (one error naming it and the columns there are), before any row is read or sent."""
+    """Open an input for `mapper`, and stop before any row is sent (one error, exit 2) when the
+    header lacks a column the mapping reads (naming it and the columns there are), or when
+    the file's times have no UTC offset and no zone is known (Mapper.zone_error)."""
     raws = read_rows(path, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
                      sheet=sheet)
     try:
         mapper.check_header(raws.columns, path)
+        if not mapper.zone_known:
+            problem = mapper.zone_error(_peeked(raws, ZONE_PEEK_ROWS), path)
+            if problem is not None:
+                raise InputError(problem)
     except BaseException:
         raws.close()
         raise
     return raws
+
+
+def _peeked(raws: Rows, limit: int) -> Iterator[RawRow]:
+    """The first `limit` rows, each read only when asked for (a pipe's rows come as they are
+    written: looking at the first must not wait for the fiftieth); all are handed out again."""
+    for n in range(1, limit + 1):
+        ahead = raws.peek(n)
+        if len(ahead) < n:
+            return
+        yield ahead[-1]
 
 
 # -- retry: the rows whose last outcome may pass now --------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 _US_TIMES: Final = ["%I:%M:%S %p", "%I:%M %p"]
+_24H_TIMES: Final = ["%H:%M:%S", "%H:%M"]
 
 PRESETS: Final[dict[str, dict[str, Any]]] = {
     # Outlook (classic) "Export to a file" → CSV of a calendar folder. Dates follow the Windows
@@ -31,6 +32,25 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         # Outlook lists the organizer among the attendees; Gong wants them apart.
         "organizer_in_invitees": "drop",
     },
+    # The same export from a German Outlook: German column names, dd.mm.yyyy dates, 24-hour
+    # times, the all-day flag as Ein/Aus; usually saved as cp1252 with `;` between fields
+    # (pass --encoding cp1252; the delimiter is sniffed).
+    "outlook-de": {
+        "title": "Betreff",
+        "startTime": {
+            "date": "Beginnt am", "time": "Beginnt um",
+            "date_format": "%d.%m.%Y", "time_format": _24H_TIMES,
+        },
+        "endTime": {
+            "date": "Endet am", "time": "Endet um",
+            "date_format": "%d.%m.%Y", "time_format": _24H_TIMES,
+        },
+        "organizerEmail": "Besprechungsplanung",
+        "invitees": {"columns": ["Erforderliche Teilnehmer", "Optionale Teilnehmer"],
+                     "separator": ";"},
+        "all_day_column": "Ganztägiges Ereignis",
+        "organizer_in_invitees": "drop",
+    },
     # Google Calendar's CSV (the Outlook-compatible import/export layout): no organizer, no
     # attendees.
     "google": {
@@ -46,8 +66,12 @@ PRESETS: Final[dict[str, dict[str, Any]]] = {
         "all_day_column": "All Day Event",
     },
     # Salesforce Event export (Data Loader / Data Export): ActivityDateTime plus DurationInMinutes;
-    # OwnerId and WhoId are record ids, not emails.
+    # OwnerId and WhoId are record ids, not emails. Salesforce stores date-times in UTC and its
+    # data exports write them so ("2023-01-18T15:00:00.000Z", or "2023-01-18 15:00:00" with no
+    # offset at all): a time without an offset is UTC here. (A *report* export writes the
+    # user's own zone instead: pass --timezone for it.)
     "salesforce": {
+        "export_timezone": "UTC",
         "title": "Subject",
         "startTime": "ActivityDateTime",
         "endTime": {"duration_minutes": "DurationInMinutes"},
@@ -69,3 +93,23 @@ PRESET_HINTS: Final[dict[str, dict[str, str]]] = {
     },
 }
 """Per preset and API field: what to tell the user when the preset cannot fill a required field."""
+
+
+# Columns that only a preset's export layout has together: a header holding all of one set is
+# that export, and an error about missing columns names the preset (first match wins).
+LAYOUTS: Final[tuple[tuple[str, frozenset[str]], ...]] = (
+    ("outlook", frozenset({"Subject", "Start Date", "Start Time", "End Date", "End Time",
+                           "Meeting Organizer", "Required Attendees"})),
+    ("outlook-de", frozenset({"Betreff", "Beginnt am", "Beginnt um", "Endet am", "Endet um"})),
+    ("google", frozenset({"Subject", "Start Date", "Start Time", "End Date", "End Time",
+                          "All Day Event"})),
+    ("salesforce", frozenset({"Subject", "ActivityDateTime", "DurationInMinutes", "OwnerId"})),
+)
+
+
+def layout_of(columns: object) -> str | None:
+    """The preset whose export layout `columns` (a header) is, or None."""
+    if not isinstance(columns, list | tuple):
+        return None
+    present = {str(c).strip() for c in columns}
+    return next((name for name, needed in LAYOUTS if needed <= present), None)

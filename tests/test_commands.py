@@ -96,8 +96,8 @@ def test_run_retry_and_sync_map_a_config_the_same_way(layout: tuple[Path, Path],
 def test_plan_takes_the_input_options(layout: tuple[Path, Path], env: None,
                                       tmp_path: Path) -> None:
     """plan reads the config's directory from its folder and accepts --timezone: both rows are
-    creates, none invalid; without the zone every row is invalid and the hint names the flag,
-    which plan accepts."""
+    creates, none invalid; without the zone plan stops on the file (exit 2) and the error
+    names the flag, which plan accepts."""
     sheet, cfg = layout
     ledger = str(tmp_path / "ledger.jsonl")
     res = invoke("plan", str(sheet), "--config", str(cfg), "--ledger", ledger,
@@ -105,7 +105,8 @@ def test_plan_takes_the_input_options(layout: tuple[Path, Path], env: None,
     assert res.exit_code == 1, res.output  # 1: a sync would send something
     assert "2 to create" in res.stdout and "invalid" not in res.stdout.split("\n")[0]
     res = invoke("plan", str(sheet), "--config", str(cfg), "--ledger", ledger)
-    assert "2 invalid" in res.stdout and "--timezone" in res.stdout
+    assert res.exit_code == 2 and "has no UTC offset" in res.stderr
+    assert "--timezone" in res.stderr
 
 
 @pytest.mark.parametrize("command, shared", [

@@ -134,8 +134,10 @@ def test_sigterm_lets_requests_in_flight_finish(tmp_path: Path) -> None:
     """SIGTERM while 8 requests are in flight on a server that answers in 2 s: the run waits
     for them (grace period), records them created, the queued rows not_sent, none uncertain."""
     with SandboxThread(SandboxSettings(rate=None, latency=2.0)) as sb:
-        # More rows than the queue holds: the reader is still waiting to queue one.
-        src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(200)])
+        # More rows than the queue holds: the reader is still waiting to queue one. An organizer
+        # a row, as an organizer's first create goes out alone (engine/organizers.py).
+        src = write_csv(tmp_path / "in.csv", [meeting_row(i, organizer=f"o{i}@seller.example")
+                                              for i in range(200)])
         out = tmp_path / "out.jsonl"
         proc = _bulkmeet(["run", str(src), "--out", str(out), "--rate", "1000",
                           "--concurrency", "8"], sb.url)

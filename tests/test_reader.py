@@ -26,7 +26,8 @@ from bulkmeet.models import RawRow
 from bulkmeet.reader import MAX_JSON_DEPTH, MAX_RECORD_CHARS, detect_format, read_rows
 
 DATA = Path(__file__).parent / "data" / "reader"
-EXCEL_HINT = "; if the file was saved by Excel on Windows, try encoding: cp1252"
+EXCEL_HINT = ("; if the file was saved by Excel on Windows, try encoding: cp1252 (or --encoding "
+              "cp1252)")
 PROPERTY = settings(max_examples=60, deadline=None)
 
 
@@ -171,7 +172,18 @@ SAMPLES: list[Any] = [
 def test_sample_file(
     name: str, options: dict[str, Any], columns: tuple[str, ...] | None, expected: list[RawRow]
 ) -> None:
-    """Each sample file gives exactly these rows: fields, errors and physical line numbers."""
+    """Each sample file gives exactly these rows: fields, errors and physical line numbers. A
+    file (not stdin) that does not decode is refused whole instead, naming the first bad line
+    and what to set: one decision per file, so none of its rows is sent."""
+    undecodable = [r for r in expected if r.error is not None and "bytes not valid" in r.error]
+    if undecodable:
+        with pytest.raises(InputError) as caught:
+            read_rows(str(DATA / name), **options)
+        line = undecodable[0].line
+        assert str(caught.value).startswith(f"{DATA / name}: line {line}: byte 0xE9 is not "
+                                            "valid utf-8")
+        assert "Nothing was sent" in str(caught.value)
+        return
     with read_rows(str(DATA / name), **options) as rows:
         assert rows.columns == columns
         assert list(rows) == expected
@@ -602,17 +614,26 @@ def open_fds() -> int:
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
 @pytest.mark.parametrize("name", ["quoted.csv", "mixed.jsonl"])
-def test_file_is_closed_however_reading_ends(name: str) -> None:
-    """The file is released after reading to the end, after close(), and when dropped unread."""
+def test_file_is_closed_however_reading_ends(name: str, tmp_path: Path) -> None:
+    """The file is released after reading to the end, after close(), and when dropped unread
+    (and after the encoding check refuses it)."""
     before = open_fds()
-    list(read_rows(str(DATA / name)))
+    with pytest.raises(InputError):
+        read_rows(str(DATA / "cp1252.csv"))
     assert open_fds() == before
-    rows = read_rows(str(DATA / name))
+    if name == "mixed.jsonl":  # its line 8 is not UTF-8: the file is refused whole
+        data = (DATA / name).read_bytes().replace(b"\xe9", b"e")
+        (tmp_path / name).write_bytes(data)
+        name = str(tmp_path / name)
+    path = str(DATA / name)
+    list(read_rows(path))
+    assert open_fds() == before
+    rows = read_rows(path)
     next(rows)
     assert open_fds() == before + 1
     rows.close()
     assert open_fds() == before
-    rows = read_rows(str(DATA / name))
+    rows = read_rows(path)
     del rows
     assert open_fds() == before
 

@@ -23,11 +23,15 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 ORGANIZER = "ana@seller.example"
 # (sample, arguments, rows): the preset alone, or the example config next to it.
 CASES = [
-    ("outlook.csv", ["--preset", "outlook"], 4),
-    ("outlook-tricky.csv", ["--preset", "outlook"], 3),
-    ("google.csv", ["--preset", "google", "--organizer", ORGANIZER], 3),
+    ("outlook.csv", ["--preset", "outlook", "--timezone", "America/New_York"], 4),
+    ("outlook-tricky.csv", ["--preset", "outlook", "--timezone", "America/New_York"], 3),
+    ("google.csv", ["--preset", "google", "--organizer", ORGANIZER, "--timezone",
+                    "America/Chicago"], 3),
     ("salesforce.csv", ["--preset", "salesforce", "--organizer", ORGANIZER], 3),
+    ("outlook-de.csv", ["--preset", "outlook-de", "--encoding", "cp1252", "--timezone",
+                        "Europe/Berlin"], 3),
     ("outlook-names.csv", ["--config", "outlook-names.yaml"], 3),
+    ("outlook-de.csv", ["--config", "outlook-de.yaml"], 3),
     ("google.csv", ["--config", "google.yaml"], 3),
     ("salesforce.csv", ["--config", "salesforce.yaml"], 3),
 ]
@@ -43,10 +47,10 @@ OUTLOOK_COLUMNS = [
 
 @pytest.fixture(autouse=True)
 def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Not in the repository: relative paths only work through the config's folder. $TZ fixes
-    the zone the Outlook and Google exports are read in."""
+    """Not in the repository: relative paths only work through the config's folder. $TZ is
+    set to a zone no sample names: it must never be applied."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TZ", "America/New_York")
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
 
 
 def _args(args: list[str]) -> list[str]:
@@ -136,6 +140,29 @@ def test_google_and_salesforce_samples_have_their_exports_columns() -> None:
         assert len(record["Id"]) == 18
 
 
+@pytest.mark.parametrize("stamp", ["2026-12-16 15:00:00", "2026-12-16T15:00:00.000Z"])
+def test_a_salesforce_data_export_maps_to_utc_with_only_preset_and_organizer(
+        tmp_path: Path, stamp: str) -> None:
+    """Salesforce stores and exports ActivityDateTime in UTC: with nothing but --preset
+    salesforce --organizer, a time without an offset is UTC (once every row was refused, and
+    following the hint to set a zone made it an hour off)."""
+    rows = _records("salesforce.csv")
+    for record in rows:
+        record["ActivityDateTime"] = stamp
+    src = tmp_path / "Event.csv"
+    with open(src, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, list(rows[0]), quoting=csv.QUOTE_ALL)
+        writer.writeheader()
+        writer.writerows(rows)
+    res = CliRunner().invoke(main, ["validate", str(src), "--preset", "salesforce",
+                                    "--organizer", ORGANIZER, "--show", "1"])
+    assert res.exit_code == 0, res.output
+    payload = _printed_payloads(res.stdout)[2]
+    assert payload["startTime"] == "2026-12-16T15:00:00+00:00"
+    assert payload["endTime"] == "2026-12-16T15:30:00+00:00"
+    assert "note:" not in res.stderr
+
+
 def test_tricky_sample_is_tricky_and_reads_right() -> None:
     """BOM, CRLF, a quoted description with newlines, commas and quotes, non-ASCII names; the
     records still start on their own lines, and names come through intact."""
@@ -146,7 +173,8 @@ def test_tricky_sample_is_tricky_and_reads_right() -> None:
     assert "\r\n" in description and "," in description and '"' in description
     assert not text.isascii()
     res = CliRunner().invoke(main, ["validate", str(SAMPLES / "outlook-tricky.csv"),
-                                    "--preset", "outlook", "--show", "10"])
+                                    "--preset", "outlook", "--timezone", "America/New_York",
+                                    "--show", "10"])
     payloads = _printed_payloads(res.stdout)
     assert sorted(payloads) == [2, 7, 9]  # the first record spans lines 2-6, the second 7-8
     assert payloads[2]["title"] == "Café con José – Q1 planning"

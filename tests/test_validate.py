@@ -27,6 +27,7 @@ from bulkmeet.preflight import Triage
 from bulkmeet.reader import read_rows
 
 from .helpers import HEADER, SANDBOX, finals, meeting_row, write_csv
+from .sandbox_run import run_against_sandbox
 
 OUTLOOK_HEADER = ["Subject", "Start Date", "Start Time", "End Date", "End Time", "All day event",
                   "Meeting Organizer", "Required Attendees", "Optional Attendees"]
@@ -131,7 +132,7 @@ def test_missing_required_columns_are_named_once_up_front(tmp_path: Path) -> Non
         "'organizerEmail' (mapping.organizerEmail), 'externalId' (mapping.externalId), "
         "'invitees' (mapping.invitees); its columns are 'startTime', 'title'. Nothing was sent: "
         "name the input's columns under `mapping:` in the config, or pass --preset for a known "
-        "export (google, outlook, salesforce)\n")
+        "export (google, outlook, outlook-de, salesforce)\n")
 
 
 @pytest.mark.parametrize("title", ["Subject", '{template: "{Type}: {Account}"}'])
@@ -172,7 +173,8 @@ def test_dropped_invitees_are_printed_as_warnings_of_their_row(tmp_path: Path) -
     """unresolved_invitees: drop keeps the row valid but says who was left out, and where."""
     src = outlook_csv(tmp_path / "in.csv", [outlook_row(attendees="Bo Chen;Nobody")])
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("mapping:\n  preset: outlook\n  invitee_directory: {Bo Chen: bo@acme.example}"
+    cfg.write_text("timezone: America/New_York\n"
+                   "mapping:\n  preset: outlook\n  invitee_directory: {Bo Chen: bo@acme.example}"
                    "\n  unresolved_invitees: drop\n")
     res = validate(str(src), "--config", str(cfg))
     assert res.exit_code == 0, res.output
@@ -253,7 +255,7 @@ def test_out_refuses_a_runs_results_file(tmp_path: Path) -> None:
     (["{src}", "--organizer", "someone"], "mapping.organizerEmail"),
     (["{src}", "--preset", "salesforce"], "Salesforce exports OwnerId, a user id, not an email"),
     (["{src}", "--preset", "google"], "Google Calendar's CSV export has no organizer column"),
-    (["{cp1252}"], "if the file was saved by Excel on Windows, try encoding: cp1252"),
+    (["{cp1252}"], "if the file was saved by Excel on Windows, set `encoding: cp1252`"),
     (["{src}", "--out", "{src}"], "is the input file"),
 ])
 def test_usage_config_and_unreadable_input_exit_2(tmp_path: Path, args: list[str],
@@ -287,7 +289,8 @@ def test_config_mapping_keys_override_the_preset_and_the_flag_overrides_the_conf
     here) still override the preset's."""
     src = outlook_csv(tmp_path / "in.csv", [outlook_row("Kickoff")])
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("mapping:\n  preset: google\n  title: {template: 'Call: {Subject}'}\n")
+    cfg.write_text("timezone: America/New_York\n"
+                   "mapping:\n  preset: google\n  title: {template: 'Call: {Subject}'}\n")
     res = validate(str(src), "--config", str(cfg), "--preset", "outlook")
     assert res.exit_code == 0, res.output
     payload = _payload(res)
@@ -298,28 +301,37 @@ def test_config_mapping_keys_override_the_preset_and_the_flag_overrides_the_conf
 def test_organizer_flag_replaces_the_organizer_of_every_row(tmp_path: Path) -> None:
     """--organizer EMAIL is mapping.organizerEmail: {const: EMAIL}, over the preset's column."""
     src = outlook_csv(tmp_path / "in.csv", [outlook_row(organizer="someone@else.example")])
-    res = validate(str(src), "--preset", "outlook", "--organizer", "ana@seller.example")
+    res = validate(str(src), "--preset", "outlook", "--organizer", "ana@seller.example",
+                   "--timezone", "America/New_York")
     assert res.exit_code == 0, res.output
     assert _payload(res)["organizerEmail"] == "ana@seller.example"
 
 
-def test_local_time_presets_read_times_in_this_computers_zone_and_say_so(
-        tmp_path: Path) -> None:
-    """Outlook's times carry no zone: with none configured they are this computer's ($TZ
-    here), and a note on stderr (of validate and of run) says which zone and how to choose
-    another."""
-    src = outlook_csv(tmp_path / "in.csv", [outlook_row()])
+def test_an_outlook_export_with_no_zone_is_refused_once_with_the_suggestion(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outlook's times carry no zone, and this computer's is never applied unasked (on a CI
+    runner in UTC a US export would land hours off, exit 0): with no zone named, validate and
+    run stop on the file (exit 2), say it once whatever the number of rows, suggest this
+    computer's zone ($TZ here) as the flag, and run sends nothing."""
+    src = outlook_csv(tmp_path / "in.csv", [outlook_row(f"M{i}") for i in range(20)])
+    suggestion = "--timezone America/New_York"
     res = validate(str(src), "--preset", "outlook")
+    assert res.exit_code == 2, res.output
+    assert res.stderr.count("has no UTC offset") == 1
+    assert suggestion in res.stderr
+    assert "line 2, columns 'Start Date' + 'Start Time' (startTime)" in res.stderr
+    assert res.stdout == ""
+    res, requests = run_against_sandbox(monkeypatch, [
+        "run", str(src), "--preset", "outlook", "--rate", "1000", "--out",
+        str(tmp_path / "r.jsonl")])
+    assert requests == 0
+    assert res.exit_code == 2, res.output
+    assert res.stderr.count("has no UTC offset") == 1
+    assert suggestion in res.stderr
+    res = validate(str(src), "--preset", "outlook", "--timezone", "America/Chicago")
     assert res.exit_code == 0, res.output
-    assert _payload(res)["startTime"] == "2026-12-01T09:00:00-05:00"
-    note = "note: times are read in this computer's time zone, America/New_York (the outlook " \
-        "export has none)"
-    assert note in res.stderr
-    res = CliRunner().invoke(main, ["run", str(src), "--preset", "outlook", *SANDBOX,
-                                    "--rate", "1000", "--out", str(tmp_path / "r.jsonl")])
-    assert res.exit_code == 0, res.output
-    assert note in res.stderr
-    assert finals(tmp_path / "r.jsonl")[0]["status"] == "created"
+    assert _payload(res)["startTime"] == "2026-12-01T09:00:00-06:00"
+    assert "note:" not in res.stderr
 
 
 @pytest.mark.parametrize(("args", "config", "start"), [
@@ -340,14 +352,18 @@ def test_a_configured_zone_wins_without_a_note(tmp_path: Path, args: list[str], 
 
 
 def test_other_inputs_get_no_local_default(tmp_path: Path) -> None:
-    """Without a local-time preset a time without an offset stays invalid, as the mapping
-    says: guessing a zone is only for exports known to be in local time."""
-    src = write_csv(tmp_path / "in.csv", [["2026-12-01T09:00:00", "2026-12-01T10:00:00", "T",
-                                            "ana@seller.example", "e1", ""]])
-    res = validate(str(src))
+    """Without a preset, a file whose first time has no offset stops the same way, once; one
+    whose first time has an offset goes on, and a later row without one is that row's error."""
+    rows = [["2026-12-01T09:00:00", "2026-12-01T10:00:00", "T", "ana@seller.example", f"e{i}",
+             ""] for i in range(5)]
+    res = validate(str(write_csv(tmp_path / "in.csv", rows)))
+    assert res.exit_code == 2
+    assert res.stderr.count("has no UTC offset") == 1
+    assert "note:" not in res.stderr
+    first = ["2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z", "T", "ana@seller.example", "z", ""]
+    res = validate(str(write_csv(tmp_path / "mixed.csv", [first, *rows[:1]])))
     assert res.exit_code == 1
     assert "no UTC offset and no time zone is set" in res.stdout
-    assert "note:" not in res.stderr
 
 
 def test_directory_paths_are_read_from_the_config_files_folder(
@@ -360,7 +376,8 @@ def test_directory_paths_are_read_from_the_config_files_folder(
                                      "Bo Chen,bo@acme.example\n")
     (conf / "extra.csv").write_text("Carla,carla@acme.example\n")
     cfg = conf / "c.yaml"
-    cfg.write_text("mapping:\n  preset: outlook\n  invitee_directory: people.csv\n"
+    cfg.write_text("timezone: America/New_York\n"
+                   "mapping:\n  preset: outlook\n  invitee_directory: people.csv\n"
                    "  invitees: {columns: [Required Attendees], separator: ';', "
                    "directory: extra.csv}\n")
     src = outlook_csv(tmp_path / "in.csv", [outlook_row(organizer="Ana Silva",

@@ -1,7 +1,9 @@
 """The options the commands share, declared once each.
 
 - `input_options`: what reads and maps an input (--config, --preset, --organizer, --timezone,
-  --format, --sheet), on every command that maps one: run, validate, check, retry, plan, sync.
+  --encoding, --all-day, --format, --sheet), on every command that maps one: run, validate,
+  check, retry, plan, sync. --encoding and --all-day reach `input_config` through click's
+  context rather than each command's parameters.
 - `sending_options`: how requests go out (--rate, --reserve, --concurrency, --insecure, --sandbox,
   --sandbox-rate), on every command that talks to Gong: run, check, retry, sync, undo.
 - `output_options`: what a run shows and leaves (--quiet, --status-interval, --junit,
@@ -13,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 
@@ -50,12 +52,32 @@ def mapping_options(fn: F) -> F:
     )
 
 
+INPUT_META: Final = "bulkmeet.input"
+"""Where --encoding and --all-day leave their values in click's context (`ctx.meta`):
+`validate.input_config` reads them there, so a command's signature need not name them."""
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and param.name is not None:
+        ctx.meta.setdefault(INPUT_META, {})[param.name] = value
+    return value
+
+
 def input_options(fn: F) -> F:
-    """--config, --preset, --organizer, --timezone, --format, --sheet."""
+    """--config, --preset, --organizer, --timezone, --encoding, --all-day, --format, --sheet."""
     return _apply(
         fn,
         config_option,
         mapping_options,
+        click.option("--encoding", metavar="CODEC", expose_value=False, callback=_remember,
+                     help="Text encoding of a CSV or JSONL input and its directory CSVs, e.g. "
+                     "cp1252 (default utf-8; a file starting with a UTF-8 byte-order mark is "
+                     "read as UTF-8 whatever this says). Overrides the config's `encoding`."),
+        click.option("--all-day", "all_day", type=click.Choice(["reject", "skip", "allow"]),
+                     expose_value=False, callback=_remember,
+                     help="What to do with rows the all-day column marks: reject them as "
+                     "invalid (the default), skip them, or allow them as midnight to midnight. "
+                     "Sets mapping.all_day."),
         click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "xlsx"]),
                      help="Input format (default: from the extension; needed for stdin)."),
         click.option("--sheet", help="Worksheet name for .xlsx input (default: the first)."),

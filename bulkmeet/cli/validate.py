@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 from ..exits import EXIT_OK, EXIT_ROWS
 from ..mapping import Mapper
 from ..models import Status
-from ..reader import read_rows
+from ..planner import read_input
 from ..results import ResultsWriter
 from ..words import agree, plural
 from .common import (
@@ -33,7 +33,7 @@ from .common import (
     setup_logging,
     warn_fast_rate,
 )
-from .options import input_options, log_options, sending_options
+from .options import INPUT_META, input_options, log_options, sending_options
 
 log = logging.getLogger("bulkmeet")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,8 +72,12 @@ def hinting(fn: Callable[[], int]) -> Callable[[], int]:
 def input_config(config_path: str | None, *, preset: str | None = None,
                  organizer: str | None = None, tz: str | None = None,
                  **overrides: Any) -> tuple[Config, list[str]]:
-    """config.load_settings with the CLI's names (tz for --timezone)."""
+    """config.load_settings with the CLI's names (tz for --timezone), and --encoding and
+    --all-day from click's context (see options.INPUT_META)."""
+    ctx = click.get_current_context(silent=True)
+    given = dict(ctx.meta.get(INPUT_META, {})) if ctx is not None else {}
     return load_settings(config_path, preset=preset, organizer=organizer, timezone=tz,
+                         all_day=given.get("all_day"), encoding=given.get("encoding"),
                          **overrides)
 
 
@@ -128,13 +132,7 @@ def validate(input: str, config_path: str | None, preset: str | None, organizer:
             check_out_path(out, input)
         mapper = Mapper.from_config(cfg)
         echo_notes(notes)
-        rows = read_rows(input, fmt=cfg.format, delimiter=cfg.delimiter, encoding=cfg.encoding,
-                         sheet=sheet)
-        try:
-            mapper.check_header(rows.columns, input)
-        except BaseException:
-            rows.close()
-            raise
+        rows = read_input(cfg, input, mapper, sheet=sheet)
         writer = ResultsWriter(out, fresh=True) if out is not None else None
         triage = Triage(mapper)
         shown = 0

@@ -19,6 +19,7 @@ from ..policy import Breaker
 from ..session import Session
 from ..store.base import new_owner
 from .events import Fanout, Journal, RowEvents
+from .organizers import OrganizerMemo
 from .stats import RunStats
 
 log = logging.getLogger("bulkmeet")
@@ -45,6 +46,7 @@ class RunState:
         self.quota = session.quota
         self.store = session.store
         self.owner = new_owner()  # this engine's name on its claims in the state store
+        self.organizers = OrganizerMemo()  # organizers Gong refused in this run
         self._claimed: dict[str, Record | None] = {}  # keys claimed -> their final record
         # The journal itself when nobody else listens: two calls a row fewer.
         self.events: Journal | Fanout = Fanout(journal, listeners) if listeners else journal

@@ -71,12 +71,33 @@ class Workers(RunState):
                 continue
             self._busy.add(task)
             try:
-                if self.store is None or item.row.op != "create":
-                    await self._send(item)  # no claim: updates and deletes are idempotent
+                if item.row.op == "create":
+                    await self._send_create(item)
                 else:
-                    await self._send_claimed(item)
+                    await self._send(item)  # no claim: updates and deletes are idempotent
             finally:
                 self._busy.discard(task)
+
+    async def _send_create(self, item: Send) -> None:
+        """A create, unless Gong refused its organizer earlier in this run; the first create
+        of each organizer goes out alone (organizers.OrganizerMemo)."""
+        row = item.row
+        organizer = str((row.payload or {}).get("organizerEmail") or "")
+        memo = self.organizers
+        refusal, probe = await memo.admit(organizer)
+        if refusal is not None:
+            memo.saved += 1
+            self._finish(Record(row.line, row.key, Status.FAILED, errors=(refusal.error(),),
+                                payload_hash=item.digest), row, row.payload)
+            return
+        try:
+            if self.store is None:
+                await self._send(item)
+            else:
+                await self._send_claimed(item)
+        finally:
+            if probe:
+                memo.release(organizer)
 
     async def _send_claimed(self, item: Send) -> None:
         """Send one create with a state store: claimed first (no other process, here or on
@@ -235,6 +256,9 @@ class Workers(RunState):
         self.breaker.answered(self.gate.paused_seconds)
         row = item.row
         notes = (RECREATED,) if recreated else ()
+        if row.op == "create" and row.payload is not None:
+            self.organizers.answered(str(row.payload.get("organizerEmail") or ""), outcome,
+                                     row.line)
         self._finish(Record(row.line, row.key, _DONE[row.op], outcome.http_status,
                             outcome.meeting_id, outcome.meeting_url, outcome.request_id,
                             errors=notes, attempts=attempts, payload_hash=item.digest), row)
@@ -272,6 +296,9 @@ class Workers(RunState):
             await self._sleep_unless_stopped(step.delay)
             return False, failures
         # Finish
+        if row.op == "create":
+            self.organizers.answered(str(row.payload.get("organizerEmail") or "")
+                                     if row.payload else "", outcome, row.line)
         if isinstance(outcome, Rejected):
             self.breaker.answered(self.gate.paused_seconds)  # the host is up, not limiting
         elif step.status is Status.FAILED:  # a 5xx or no connection, tried max_attempts times

@@ -9,7 +9,8 @@ The mapping is compiled once, in the constructor (a bad one raises ConfigError n
 The `mapping:` config, every key optional, shown with its default::
 
     mapping:
-      preset: null               # outlook | google | salesforce; the keys below override its keys
+      preset: null               # outlook | outlook-de | google | salesforce; keys below win
+      export_timezone: null      # the zone the export writes zone-less times in (salesforce: UTC)
       # One entry per API field. A plain string is a column name (the simple rename form).
       startTime: startTime       # an ISO-8601 column, or {column: X, format: "%d.%m.%Y %H:%M"}
                                  # (format: one strptime format or a list), or a date column
@@ -26,7 +27,7 @@ The `mapping:` config, every key optional, shown with its default::
       invitee_directory: null    # CSV path (name,email; header optional) or {name: email}
       unresolved_invitees: error # error | drop (dropped with a warning)
       organizer_in_invitees: error     # error | drop (dropped silently)
-      all_day_column: null       # a column whose true/yes/y/1/x/on marks an all-day event
+      all_day_column: null       # a column of true/false words (Outlook's in EN, DE, FR, ES, NL)
       all_day: reject            # reject | skip | allow (local midnight to midnight)
       filter:                    # a condition or a list of them; any one that matches skips
         skip_if: {column: Canceled, equals: ["true", "yes", "1"]}   # case-insensitive, stripped
@@ -60,9 +61,11 @@ Presets (bulkmeet/presets.py holds them in full)::
 Decisions:
 - Times are sent as `YYYY-MM-DDTHH:MM:SS±HH:MM`: Z becomes +00:00, fractions of a second are
   dropped. A time without an offset is read in the row's zone (`timezone_column`, else the config
-  `timezone`; neither: invalid, saying to set `timezone`). A local time in a DST gap is invalid;
-  one in the repeated hour is its first occurrence (the earlier instant). Durations are added in
-  UTC, so they are elapsed time across DST changes. endTime must be after startTime.
+  `timezone`, else `export_timezone`); never in this computer's: with none, reading the input
+  stops on its first such row (Mapper.zone_error), before anything is sent. A local time in a
+  DST gap is invalid; one in the repeated hour is its first occurrence (the earlier instant).
+  Durations are added in UTC, so they are elapsed time across DST changes. endTime must be
+  after startTime.
 - Cells are stripped and "" counts as missing. Invitee cells split on `;` and `,` (or `separator`)
   outside double quotes; items are `email`, `Name <email>` or `"Last, First" <email>`; a bare name
   goes through the directory. JSONL invitees may also be lists of such strings or of objects

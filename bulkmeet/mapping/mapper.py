@@ -9,7 +9,7 @@ from typing import Any, Final
 from ..config import Config
 from ..errors import ConfigError, InputError
 from ..models import RawRow, Row
-from ..presets import PRESETS
+from ..presets import PRESETS, layout_of
 from .keys import _raw_key, _valid_row
 from .people import _load_directory, _person
 from .plain import PlainMapper
@@ -25,10 +25,20 @@ from .spec import (
     _compile_time,
     _merge,
 )
-from .times import _DateAndTime
+from .times import _DateAndTime, _shown
 from .zones import _Clock, _iso, _zone
 
-_TRUE: Final = frozenset({"true", "yes", "y", "1", "x", "on"})
+# The words an all-day column may hold, case-insensitive; an empty cell is false. Outlook writes
+# the flag in the language of its installation: True/False, German Ein/Aus, French Vrai/Faux,
+# Spanish Verdadero/Falso, Dutch Waar/Onwaar; Google and Salesforce write True/False or
+# true/false. Any other word makes the row invalid: "Ein" once read as false, and the row went
+# out as a 24-hour meeting.
+_TRUE: Final = frozenset({"true", "yes", "y", "1", "x", "on", "ein", "ja", "wahr", "vrai", "oui",
+                          "verdadero", "sí", "si", "waar"})
+_FALSE: Final = frozenset({"false", "no", "n", "0", "off", "aus", "nein", "falsch", "faux",
+                           "non", "falso", "onwaar", "nee"})
+_ALL_DAY_WORDS: Final = (f"true: {', '.join(sorted(_TRUE))}; false: {', '.join(sorted(_FALSE))}"
+                         ", or empty")
 
 
 class Mapper:
@@ -39,11 +49,19 @@ class Mapper:
     """
 
     def __init__(self, mapping: Mapping[str, Any] | None = None, *, timezone: str | None = None,
-                 base_dir: Path | None = None) -> None:
+                 base_dir: Path | None = None, encoding: str = "utf-8") -> None:
         base_dir = Path.cwd() if base_dir is None else base_dir
         spec = _merge({} if mapping is None else mapping)
+        self.preset = mapping.get("preset") if mapping is not None else None
         self.warnings: list[str] = []
-        tz = _zone(timezone, "timezone") if timezone else None
+        export_zone = spec.get("export_timezone")
+        if export_zone is not None and not isinstance(export_zone, str):
+            raise ConfigError(f"mapping.export_timezone: must be an IANA zone name, not "
+                              f"{export_zone!r}")
+        # The zone the user names wins; else the one the export format defines; never this
+        # computer's (zone_error stops a file whose times need one).
+        tz = (_zone(timezone, "timezone") if timezone else
+              _zone(export_zone, "mapping.export_timezone") if export_zone else None)
         tz_column = spec.get("timezone_column")
         if tz_column is not None:
             _column_name(tz_column, "mapping.timezone_column")
@@ -56,17 +74,17 @@ class Mapper:
         self._skip_if = _compile_filter(spec.get("filter"))
         directory = (None if spec.get("invitee_directory") is None else
                      _load_directory(spec["invitee_directory"], "mapping.invitee_directory",
-                                     base_dir))
+                                     base_dir, encoding))
 
         self._clock = _Clock(_compile_time("startTime", spec["startTime"]),
                              _compile_end(spec["endTime"]), tz, tz_column)
         self._title = _compile_text("title", spec.get("title"))
         self._external = _compile_text("externalId", spec.get("externalId"))
         self._organizer, self._org_directory = _compile_person(
-            "organizerEmail", spec["organizerEmail"], base_dir, directory)
+            "organizerEmail", spec["organizerEmail"], base_dir, directory, encoding)
         self._invitees = _compile_invitees(
             spec.get("invitees"), base_dir, directory, unresolved=unresolved,
-            org_in_invitees=org_in_invitees, warnings=self.warnings)
+            org_in_invitees=org_in_invitees, warnings=self.warnings, encoding=encoding)
         # Rows of a plain mapping take a fast path that falls back to _map (plain.py).
         self._plain = PlainMapper.compile(
             start=self._clock.start, end=self._clock.end, title=self._title,
@@ -82,7 +100,7 @@ class Mapper:
 
     @classmethod
     def from_config(cls, cfg: Config) -> Mapper:
-        return cls(cfg.mapping, timezone=cfg.timezone)
+        return cls(cfg.mapping, timezone=cfg.timezone, encoding=cfg.encoding)
 
     # -- what the mapping reads --
 
@@ -156,11 +174,53 @@ class Mapper:
         name = "<stdin>" if source == "-" else source
         listed = ", ".join(f"{c!r} ({', '.join(keys)})" for c, keys in missing)
         plural = "s" if len(missing) > 1 else ""
+        layout = layout_of(list(columns))
+        if layout is not None and layout != self.preset:
+            raise InputError(
+                f"{name}: the input has no column{plural} {listed}, but its header is "
+                f"the {layout} export's layout: try --preset {layout} (mapping.preset: "
+                f"{layout}). Nothing was sent")
         raise InputError(
             f"{name}: the input has no column{plural} {listed}; its columns are "
             f"{', '.join(map(repr, columns))}. Nothing was sent: name the input's columns under "
             "`mapping:` in the config, or pass --preset for a known export "
             f"({', '.join(sorted(PRESETS))})")
+
+    @property
+    def zone_known(self) -> bool:
+        """Whether a time without a UTC offset has a zone to be read in: one the user named
+        (`timezone`, a zone column) or the export's (`export_timezone`)."""
+        return self._clock.tz is not None or self._clock.tz_column is not None
+
+    def zone_error(self, raws: Iterable[RawRow], source: str) -> str | None:
+        """The file-level error when the first of `raws` whose start time reads has no UTC
+        offset and no zone is known; None when it has one (or none reads). Said once for the
+        file, before any row is sent, rather than on every row: it names this computer's zone
+        as a suggestion, and never applies it unasked."""
+        if self.zone_known:
+            return None
+        for raw in raws:
+            if raw.fields is None:
+                continue
+            got = self._clock.start.read(raw.fields, "", "startTime", [])
+            if got is None:
+                continue
+            if got[0].utcoffset() is not None:
+                return None
+            from ..config import local_zone
+
+            here = local_zone()
+            example = here if here is not None else "Europe/Berlin"
+            suggestion = (f"this computer's zone is {here}: --timezone {here}" if here else
+                          "for example --timezone Europe/Berlin")
+            name = "<stdin>" if source == "-" else source
+            return (f"{name}: line {raw.line}, {got[1]} (startTime): {_shown(got[2])} has no UTC "
+                    "offset, and no time zone is set for this file's times. Nothing was sent: "
+                    f"name the zone the times were written in ({suggestion}), or set "
+                    f"`timezone: {example}` in the config, or a column of zone names with "
+                    "mapping.timezone_column. bulkmeet never guesses it: an export read in the "
+                    "wrong zone lands hours off")
+        return None
 
     def drain_warnings(self) -> list[str]:
         warnings, self.warnings = self.warnings, []
@@ -199,7 +259,13 @@ class Mapper:
         all_day = False
         if self._all_day_column is not None:
             flag = fields.get(self._all_day_column)
-            if _text(flag).casefold() in _TRUE:
+            word = _text(flag).casefold()
+            if word and word not in _TRUE and word not in _FALSE:
+                errors.append(f"{where}, column {self._all_day_column!r} (all day): "
+                              f"{_show(flag)} is neither a true nor a false word "
+                              f"({_ALL_DAY_WORDS})")
+                word = ""
+            if word in _TRUE:
                 if self._all_day == "skip":
                     return _skipped(line, fields, f"{where}, column {self._all_day_column!r}: "
                                     f"{_show(flag)} marks an all-day event (mapping.all_day: skip)")

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from ..errors import ConfigError
+from ..errors import BulkmeetError, ConfigError
+from ..reader.encoding import decide_encoding
 from .sources import _show, _Source
 
 # Practical, not RFC 5322: local@domain.tld, ASCII, no spaces or brackets.
@@ -60,7 +61,11 @@ class _Directory:
         return email
 
 
-def _load_directory(value: Any, key: str, base_dir: Path) -> _Directory:
+def _load_directory(value: Any, key: str, base_dir: Path, encoding: str = "utf-8") -> _Directory:
+    """A directory from a mapping or a CSV of name,email (extra columns ignored); the CSV's
+    encoding is decided as the input's is (reader.encoding): the configured one, UTF-8 when
+    the file starts with a BOM, and a file that does not decode is one error saying what to
+    set."""
     if isinstance(value, Mapping):
         entries = []
         for name, email in value.items():
@@ -72,7 +77,11 @@ def _load_directory(value: Any, key: str, base_dir: Path) -> _Directory:
         raise ConfigError(f"{key}: must be a CSV path or a mapping of name to email, not {value!r}")
     path = base_dir / value
     try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
+        codec = decide_encoding(str(path), encoding).codec
+    except BulkmeetError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    try:
+        with path.open(encoding=codec, newline="") as f:
             rows = [(i, row) for i, row in enumerate(csv.reader(f), 1)
                     if any(c.strip() for c in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -238,6 +247,8 @@ class _Invitees:
         directory = self.directory
         email = directory.get(address) if directory is not None else None
         if email is not None:
+            if any(c.isdigit() for c in address):  # a record id (0035e00000Xy1abAAA), not a name
+                return {"email": email}
             return {"email": email, "displayName": address}
         if directory is None:
             errors.append(f"{here}: {_show(item)} is not an email address (names need "

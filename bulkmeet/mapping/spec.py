@@ -18,8 +18,9 @@ from .times import _DateAndTime, _DateTime, _Duration, _TimeSpec
 
 API_FIELDS: Final = ("startTime", "endTime", "title", "invitees", "externalId", "organizerEmail")
 _REQUIRED: Final = ("startTime", "endTime", "organizerEmail")
-_OPTIONS: Final = ("preset", "timezone_column", "invitee_directory", "unresolved_invitees",
-                   "organizer_in_invitees", "all_day", "all_day_column", "filter")
+_OPTIONS: Final = ("preset", "export_timezone", "timezone_column", "invitee_directory",
+                   "unresolved_invitees", "organizer_in_invitees", "all_day", "all_day_column",
+                   "filter")
 
 
 def _choice(spec: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
@@ -140,17 +141,19 @@ def _compile_text(field: str, spec: Any) -> _Source | None:
     return src
 
 
-def _compile_person(field: str, spec: Any, base_dir: Path,
-                    directory: _Directory | None) -> tuple[_Source, _Directory | None]:
+def _compile_person(field: str, spec: Any, base_dir: Path, directory: _Directory | None,
+                    encoding: str = "utf-8") -> tuple[_Source, _Directory | None]:
     """The source, and its own directory if it has one, else `directory` (invitee_directory)."""
     src = _compile_source(field, spec, ("directory",))
     if isinstance(spec, Mapping) and spec.get("directory") is not None:
-        return src, _load_directory(spec["directory"], f"mapping.{field}.directory", base_dir)
+        return src, _load_directory(spec["directory"], f"mapping.{field}.directory", base_dir,
+                                    encoding)
     return src, directory
 
 
 def _compile_invitees(spec: Any, base_dir: Path, directory: _Directory | None, *,
-                      unresolved: str, org_in_invitees: str, warnings: list[str]) -> _Invitees:
+                      unresolved: str, org_in_invitees: str, warnings: list[str],
+                      encoding: str = "utf-8") -> _Invitees:
     """`mapping.invitees` (None: no invitees); `directory` is invitee_directory. Constants are
     read here, once: a bad one fails at start-up, and its `warnings` go to the mapper's."""
     if spec is None:
@@ -181,7 +184,8 @@ def _compile_invitees(spec: Any, base_dir: Path, directory: _Directory | None, *
                                   f"(without double quotes), not {sep!r}")
             separators = re.compile("|".join(re.escape(s) for s in seps))
         if spec.get("directory") is not None:
-            directory = _load_directory(spec["directory"], f"{key}.directory", base_dir)
+            directory = _load_directory(spec["directory"], f"{key}.directory", base_dir,
+                                        encoding)
     invitees = _Invitees(sources, separators, directory, unresolved, org_in_invitees)
     for src in sources:
         if isinstance(src, _Const):  # fail at start-up, not on every row

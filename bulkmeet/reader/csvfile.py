@@ -20,7 +20,8 @@ DELIMITERS = (",", ";", "\t")  # sniffing candidates; on a tie the earlier one w
 SNIFF_MAX_LINES = 50
 SNIFF_MAX_CHARS = 64 * 1024
 
-_EXCEL_HINT = "; if the file was saved by Excel on Windows, try encoding: cp1252"
+_EXCEL_HINT = ("; if the file was saved by Excel on Windows, try encoding: cp1252 (or --encoding "
+               "cp1252)")
 
 
 def _csv_rows(

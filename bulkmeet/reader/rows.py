@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Iterator
 from types import TracebackType
 from typing import BinaryIO
@@ -9,10 +10,13 @@ from typing import BinaryIO
 from ..errors import InputError
 from ..models import RawRow
 from .csvfile import _csv_rows
+from .encoding import decide_encoding
 from .jsonl import _jsonl_rows
 from .records import _READY, _Opened
 from .sources import STDIN_NAME, Format, _text_codec, detect_format
 from .xlsx import _xlsx_rows
+
+log = logging.getLogger("bulkmeet")
 
 
 class Rows(Iterator[RawRow]):
@@ -23,7 +27,7 @@ class Rows(Iterator[RawRow]):
     source; close() or leaving a `with` block closes it early. A stdin stream is never closed.
     """
 
-    __slots__ = ("format", "columns", "delimiter", "_rows")
+    __slots__ = ("format", "columns", "delimiter", "_rows", "_ahead")
 
     def __init__(
         self,
@@ -37,11 +41,24 @@ class Rows(Iterator[RawRow]):
         self.columns = columns
         self.delimiter = delimiter
         self._rows = rows
+        self._ahead: list[RawRow] = []  # rows peeked at, handed out first
+
+    def peek(self, count: int) -> list[RawRow]:
+        """Up to `count` rows from the start, read now and handed out again by iteration: a
+        look at the first rows (their times, say) before any is acted on."""
+        while len(self._ahead) < count:
+            row = next(self._rows, None)
+            if row is None:
+                break
+            self._ahead.append(row)
+        return self._ahead[:count]
 
     def __iter__(self) -> Rows:
         return self
 
     def __next__(self) -> RawRow:
+        if self._ahead:
+            return self._ahead.pop(0)
         return next(self._rows)
 
     def close(self) -> None:
@@ -86,6 +103,11 @@ def read_rows(
         gen = _xlsx_rows(source, name, sheet, stdin, opened)
     else:
         codec = _text_codec(encoding)
+        if source != "-":  # one decision for the whole file, before its first row
+            decision = decide_encoding(source, encoding, name=name)
+            codec = decision.codec
+            if decision.warning is not None:
+                log.warning(decision.warning, extra={"event": "encoding"})
         if kind == "csv":
             if delimiter is None and source.lower().endswith(".tsv"):
                 delimiter = "\t"
