@@ -1,8 +1,9 @@
 """Logging for a run: text or JSON lines on stderr, and no credential in any of it.
 
-pool.py and job.py log each retry, pause, rate change and final failure on the "bulkmeet" logger
-with `extra={"event": ..., "line": ..., "key": ...}`. The text format appends those fields in
-brackets; the JSON format (one object per line, for log shippers) emits them as fields.
+The engine (engine/workers.py) logs each retry, pause, rate change and final failure on the
+"bulkmeet" logger with `extra={"event": ..., "line": ..., "key": ...}`. The text format appends
+those fields in brackets; the JSON format (one object per line, for log shippers) emits them as
+fields.
 
 `RedactSecrets` is defence in depth: nothing is meant to log a credential, but if a message, an
 argument, an extra field or a traceback ever carries one, it is replaced before any handler

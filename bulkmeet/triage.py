@@ -149,7 +149,7 @@ class Verdict:
 
 
 class Triage:
-    """Map rows and sort them the way run's reader stage does (see pool.Pipeline._triage).
+    """Map rows and sort them the way run's reader stage does (see planner.Planner).
 
     `counts` has rows, valid, invalid, duplicate and skipped so far.
     """

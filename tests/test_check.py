@@ -1,4 +1,4 @@
-"""The preflight (bulkmeet/check.py and `bulkmeet check`): run's triage without the network, the
+"""The preflight (bulkmeet/preflight.py and `bulkmeet check`): run's triage without the network, the
 organizers of an input, and what Gong's integration/status says of them, asked through a real
 sandbox on a loopback port."""
 
