@@ -24,6 +24,7 @@ from ..words import plural
 
 if TYPE_CHECKING:
     from ..engine import RowEvents, RunStats
+    from ..runs import RunOptions
     from ..session import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -139,6 +140,18 @@ def errors_out_file(cfg: Config, input: str, results: str, path: str, code: int,
     else:
         click.echo(f"  no row to fix: {path} not written", err=True)
     return code
+
+
+def errors_out_step(cfg: Config, opts: RunOptions,
+                    path: str | None) -> Callable[[int], int] | None:
+    """What writes --errors-out after a run (None without it): see errors_out_file."""
+    if not path:
+        return None
+
+    def write(code: int) -> int:
+        return errors_out_file(cfg, opts.input, opts.out, path, code, sheet=opts.sheet)
+
+    return write
 
 
 def summary_lines(stats: RunStats, out: str) -> list[str]:

@@ -13,7 +13,7 @@ from ..results import read_results
 from .common import (
     RunOutputs,
     carry_out,
-    errors_out_file,
+    errors_out_step,
     guard,
     main,
     make_outputs,
@@ -106,9 +106,5 @@ async def _retry(cfg: Config, opts: RunOptions, from_input: bool, errors_out: st
         return await run_rows(cfg, opts, rows, stop=stop, hard_stop=hard,
                               on_start=outputs.on_start, listeners=outputs.listeners())
 
-    def after(code: int) -> int:
-        if not errors_out:
-            return code
-        return errors_out_file(cfg, opts.input, opts.out, errors_out, code, sheet=opts.sheet)
-
-    return await carry_out(send, out=opts.out, outputs=outputs, after=after)
+    return await carry_out(send, out=opts.out, outputs=outputs,
+                           after=errors_out_step(cfg, opts, errors_out))

@@ -16,7 +16,7 @@ from ..exits import EXIT_OK
 from .common import (
     RunOutputs,
     carry_out,
-    errors_out_file,
+    errors_out_step,
     guard,
     main,
     make_outputs,
@@ -112,12 +112,8 @@ async def _run_async(cfg: Config, opts: RunOptions, errors_out: str | None = Non
         return await run_input(cfg, opts, stop=stop, hard_stop=hard,
                                on_start=outputs.on_start, listeners=outputs.listeners())
 
-    def after(code: int) -> int:
-        if not errors_out:
-            return code
-        return errors_out_file(cfg, opts.input, opts.out, errors_out, code, sheet=opts.sheet)
-
-    return await carry_out(send, out=opts.out, outputs=outputs, after=after)
+    return await carry_out(send, out=opts.out, outputs=outputs,
+                           after=errors_out_step(cfg, opts, errors_out))
 
 
 @main.command()
