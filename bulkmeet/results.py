@@ -188,9 +188,12 @@ def append_whole(fd: int, line: bytes) -> None:
     calls. When one fails (ENOSPC, EIO), the part already written is cut off again, so the
     file never holds a torn entry that a resume would cut and so forget what it said.
     """
-    view = memoryview(line)
     done = 0
     try:
+        done = os.write(fd, line)
+        if done == len(line):  # the usual case: one write(2), nothing more to do
+            return
+        view = memoryview(line)
         while done < len(line):
             done += os.write(fd, view[done:])
     except OSError:

@@ -3,6 +3,7 @@ failure comes back as an outcome, scrubbed of the credentials."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,7 +39,9 @@ class GongClient:
         # Longest first, so a secret that holds another is replaced whole.
         self._secrets = [x for x in sorted(credentials.secrets(), key=len, reverse=True)
                          if len(x) >= 4]
-        self._secret_bytes = [x.encode() for x in self._secrets]
+        # One search for every secret and for a backslash (a JSON escape could hide one).
+        self._maybe_secret = re.compile(b"|".join([re.escape(x.encode()) for x in self._secrets]
+                                                  + [rb"\\"]))
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
@@ -111,7 +114,7 @@ class GongClient:
             # Every answer is scrubbed, a 200's too: a proxy or server may echo what it was
             # sent. Read whole only when it may hold a credential: one appears in the bytes,
             # or a JSON escape (a backslash) could hide one.
-            if b"\\" in raw or any(x in raw for x in self._secret_bytes):
+            if self._maybe_secret.search(raw) is not None:
                 body = self._scrub_body(body)
             return resp.status, body, resp.headers, False
 
@@ -131,7 +134,8 @@ class GongClient:
             # may have reached Gong (Lost).
             failure = transport_failure(exc, self.base_url)
             return type(failure)(None, self._scrub(failure.message), kind=failure.kind)
-        headers = self._scrub_headers(headers)  # the body was scrubbed as it was read
+        # The body was scrubbed as it was read; the headers are read only on other answers.
+        headers = self._scrub_headers(headers) if not 200 <= status < 300 else {}
         if (update or delete) and 200 <= status < 300 and not too_long:
             rid, _ = _body_fields(body)
             mid = delete or (body.get("meetingId") if isinstance(body, dict) else None) or path

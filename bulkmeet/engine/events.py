@@ -49,11 +49,13 @@ class Journal(RowEvents):
 
     def sending(self, row: Row, attempt: int, digest: str) -> None:
         self.writer.sending(row, attempt, digest)
-        self._ledger(row.key, "sending", payload_hash=digest, intent=row.op)
+        if self.ledger is not None:
+            self._ledger(row.key, "sending", payload_hash=digest, intent=row.op)
 
     def answered(self, row: Row, http_status: int | None) -> None:
         self.writer.answered(row, http_status)
-        self._ledger(row.key, "not_created")
+        if self.ledger is not None:
+            self._ledger(row.key, "not_created")
 
     def final(self, record: Record, row: Row | None, payload: dict[str, Any] | None) -> None:
         if row is not None and self.ledger is not None:
