@@ -25,6 +25,7 @@ from .errors import InputError
 from .ledger import LedgerEntry
 from .mapping import Mapper
 from .models import RawRow, Record, Row, Status, payload_digest, value_class
+from .prior import Prior
 from .reader import Rows, read_rows
 from .results import ResultsState
 from .triage import Decision, Triage, decide
@@ -76,7 +77,7 @@ class Planner:
     """
 
     def __init__(self, mapper: Mapper | Callable[[RawRow], Row] | None = None, *,
-                 prior: ResultsState | None = None,
+                 prior: Prior | None = None,
                  ledger: Mapping[str, LedgerEntry] | None = None,
                  resend_uncertain: bool = False, quiet: bool = False) -> None:
         self._triage = Triage(mapper if mapper is not None else _unmapped)
@@ -108,7 +109,7 @@ class Planner:
     def _decide(self, row: Row) -> Work:
         assert row.payload is not None
         digest = payload_digest(row.payload)
-        ks = self._prior.keys.get(row.key) if self._prior is not None else None
+        ks = self._prior.get(row.key) if self._prior is not None else None
         led = self._ledger.get(row.key) if self._ledger is not None else None
         decision = decide(row, digest, ks, led, resend_uncertain=self._resend_uncertain)
         if decision is Decision.SEND:

@@ -207,33 +207,45 @@ def append_whole(fd: int, line: bytes) -> None:
 
 
 def _complete_length(path: Path, as_csv: bool) -> int:
-    """The byte length of the file's whole entries (header included)."""
-    with open(path, "rb") as f:
-        data = f.read()
+    """The byte length of the file's whole entries (header included). Read as a stream: a
+    million-row results file is ~600 MB, which must not be held to find its last entry."""
     if not as_csv:
-        return data.rfind(b"\n") + 1
+        return _after_last_newline(path)
     # Walk the records with the csv module, counting the bytes each one used.
-    good = 0
-    used = 0
-    lines = iter(data.decode("utf-8", errors="surrogateescape").splitlines(keepends=True))
+    good = used = 0
+    ended = True
+    with open(path, "rb") as f:
 
-    def counted() -> Iterator[str]:
-        nonlocal used
-        for line in lines:
-            used += len(line.encode("utf-8", errors="surrogateescape"))
-            yield line
+        def counted() -> Iterator[str]:
+            nonlocal used, ended
+            for raw in f:
+                used += len(raw)
+                ended = raw.endswith(b"\n")
+                yield raw.decode("utf-8", errors="surrogateescape")
 
-    reader = csv.reader(counted())
-    try:
-        for cells in reader:
-            whole = (len(cells) == len(CSV_FIELDS) or good == 0) and used <= len(data) \
-                and data[used - 1:used] == b"\n"
-            if not whole:
-                break
-            good = used
-    except csv.Error:
-        pass
+        reader = csv.reader(counted())
+        try:
+            for cells in reader:
+                if not ((len(cells) == len(CSV_FIELDS) or good == 0) and ended):
+                    break
+                good = used
+        except csv.Error:
+            pass
     return good
+
+
+def _after_last_newline(path: Path, block: int = 1 << 16) -> int:
+    """The offset just past the file's last newline (0 if it has none), read from the end."""
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        while end > 0:
+            start = max(0, end - block)
+            f.seek(start)
+            found = f.read(end - start).rfind(b"\n")
+            if found >= 0:
+                return start + found + 1
+            end = start
+    return 0
 
 
 def _csv_cell(name: str, value: Any) -> str:
@@ -274,9 +286,12 @@ class ResultsState:
     warnings: list[str] = field(default_factory=list)
     targets: set[str] = field(default_factory=set)  # where the runs into this file sent
 
-    def uncertain_keys(self) -> list[str]:
-        return [k for k, s in self.keys.items() if s.in_flight or (
-            s.last is not None and s.last.status is Status.UNCERTAIN)]
+    def get(self, key: str) -> KeyState | None:
+        return self.keys.get(key)
+
+    def close(self) -> None:
+        """Nothing to release (prior.DiskPrior holds a temporary file)."""
+
 
 
 def iter_entries(path: str | Path, warnings: list[str]) -> Iterator[dict[str, Any]]:
@@ -384,10 +399,10 @@ def read_results(path: str | Path) -> ResultsState:
             elif rec.status is Status.CREATED and rec.meeting_id:
                 ks.meeting_id = ks.created = rec.meeting_id
                 ks.payload = None
-            elif rec.meeting_id and rec.status in _HAS_MEETING:
+            elif rec.meeting_id and rec.status in HAS_MEETING:
                 ks.meeting_id = rec.meeting_id
                 ks.payload = None  # never sent again: a key with a meeting is skipped
     return state
 
 
-_HAS_MEETING = frozenset({Status.CREATED, Status.UPDATED, Status.SKIPPED})
+HAS_MEETING = frozenset({Status.CREATED, Status.UPDATED, Status.SKIPPED})

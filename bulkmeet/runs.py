@@ -24,8 +24,9 @@ from .ledger import Ledger, read_ledger
 from .mapping import Mapper
 from .models import Row
 from .planner import Estimate, Planner, Work, count_work, read_input, small_file
+from .prior import Prior, open_prior
 from .quota import quota_for
-from .results import ResultsState, ResultsWriter, read_results
+from .results import ResultsWriter
 from .session import Session, Target, credentials_for, open_session, target_label
 
 log = logging.getLogger("bulkmeet")
@@ -77,20 +78,20 @@ def blocking_source(path: str) -> bool:
         return False
 
 
-def read_prior(cfg: Config, opts: RunOptions, target: str | None = None
-               ) -> ResultsState | None:
+def read_prior(cfg: Config, opts: RunOptions, target: str | None = None) -> Prior | None:
     """What the results file recorded in earlier runs (None with --fresh). A file whose runs
     sent elsewhere (the sandbox, another Gong host or credential) is refused: resuming it would
     take that target's meetings for this one's."""
     if opts.fresh and cfg.ledger is None and os.path.exists(opts.out):
         log.warning("--fresh: %s is started anew; rows it recorded as created will be sent "
                     "again unless a ledger says otherwise", opts.out)
-    prior = None if opts.fresh else read_results(opts.out)
+    prior = None if opts.fresh else open_prior(opts.out)
     if prior is not None:
         for w in prior.warnings:
             log.warning(w)
         others = sorted(prior.targets - {target}) if target is not None else []
         if others:
+            prior.close()
             raise UsageError(
                 f"{opts.out} holds the results of runs that sent to {', '.join(others)}; this run "
                 f"sends to {target}. Resuming it would take those meetings for this target's: "
@@ -175,8 +176,14 @@ async def run_input(
     except BaseException:
         raws.close()
         raise
-    ledger = open_ledger(cfg.ledger)
-    journal = Journal(ResultsWriter(opts.out, fresh=opts.fresh, target=target), ledger)
+    try:
+        ledger = open_ledger(cfg.ledger)
+        journal = Journal(ResultsWriter(opts.out, fresh=opts.fresh, target=target), ledger)
+    except BaseException:
+        raws.close()
+        if prior is not None:
+            prior.close()
+        raise
     planner = Planner(mapper, prior=prior, ledger=ledger.entries if ledger else None,
                       resend_uncertain=opts.resend_uncertain)
     blocking = blocking_source(opts.input)
@@ -190,6 +197,8 @@ async def run_input(
             # under it would abort the interpreter; the process exit closes it instead.
             planner.close()
             raws.close()
+            if prior is not None:
+                prior.close()
 
 
 async def run_rows(
@@ -206,15 +215,19 @@ async def run_rows(
     appending to the results file `opts.out`."""
     target = target_label(cfg, opts.target, credentials_for(opts.target))
     prior = read_prior(cfg, opts, target)
-    ledger = open_ledger(cfg.ledger)
-    journal = Journal(ResultsWriter(opts.out, fresh=opts.fresh, target=target), ledger)
-    planner = Planner(prior=prior, ledger=ledger.entries if ledger else None,
-                      resend_uncertain=opts.resend_uncertain)
     try:
-        return await send(cfg, opts, planner.plan_rows(rows), journal, listeners=listeners,
-                          stop=stop, hard_stop=hard_stop, on_start=on_start)
+        ledger = open_ledger(cfg.ledger)
+        journal = Journal(ResultsWriter(opts.out, fresh=opts.fresh, target=target), ledger)
+        planner = Planner(prior=prior, ledger=ledger.entries if ledger else None,
+                          resend_uncertain=opts.resend_uncertain)
+        try:
+            return await send(cfg, opts, planner.plan_rows(rows), journal, listeners=listeners,
+                              stop=stop, hard_stop=hard_stop, on_start=on_start)
+        finally:
+            planner.close()
     finally:
-        planner.close()
+        if prior is not None:
+            prior.close()
 
 
 def estimate(cfg: Config, opts: RunOptions) -> Estimate | None:
@@ -222,7 +235,7 @@ def estimate(cfg: Config, opts: RunOptions) -> Estimate | None:
     takes. None for stdin and for inputs too large to read twice cheaply."""
     if not small_file(opts.input):
         return None
-    prior = None if opts.fresh else read_results(opts.out)
+    prior = None if opts.fresh else open_prior(opts.out)
     ledger = read_ledger(cfg.ledger)[0] if cfg.ledger else {}
     # Quiet: the run itself says each row's mapping warnings.
     mapper = Mapper.from_config(cfg)
@@ -233,6 +246,8 @@ def estimate(cfg: Config, opts: RunOptions) -> Estimate | None:
             rows, to_send, invalid, done = count_work(planner.plan(raws))
     finally:
         planner.close()
+        if prior is not None:
+            prior.close()
     rate = None if cfg.rate_auto else cfg.rate * (1 - cfg.rate_margin)
     seconds = to_send / rate if rate else None
     budget_left = None if opts.sandbox else quota_for(cfg).remaining
