@@ -446,3 +446,74 @@ def test_a_meeting_deleted_by_hand_is_created_again_by_the_next_sync(
     assert methods(sandbox) == {"POST": 4, "PUT": 1}
     res = invoke("plan", str(src), "--ledger", ledger)
     assert res.exit_code == 0, res.output  # nothing to do
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch) -> str:
+    from .store_support import store_url_for
+
+    url = store_url_for(request.param, tmp_path)
+    # A key of this test's own: a PostgreSQL store outlives the test (the target is the base
+    # URL, whose port may come again, plus the key).
+    monkeypatch.setenv("GONG_ACCESS_KEY", f"key-{abs(hash(str(tmp_path))):x}")
+    return url
+
+
+def store_keys(sb: SandboxThread, url: str) -> dict[str, Any]:
+    """key -> (state, meeting id, payload digest, the history's events) in the store."""
+    from bulkmeet.session import Target, credentials_for, open_state
+
+    async def read() -> dict[str, Any]:
+        store = await open_state(Config(base_url=sb.url, state=url), credentials_for(Target()))
+        try:
+            out: dict[str, Any] = {}
+            async for rec in store.iter_states():
+                history = [(h["event"], h["to_state"]) for h in await store.history(rec.key)]
+                out[rec.key] = (rec.state.value, rec.meeting_id, rec.payload_digest, history)
+            return out
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_sync_and_undo_keep_the_state_store_in_step(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path, store_url: str) -> None:
+    """Updates and deletes are claimed and settled in the store like creates: after a sync
+    the store holds each key's new payload digest, a meeting found gone is recorded deleted
+    then created anew, and an undo records every deletion, so a second undo sends nothing."""
+    ledger = str(tmp_path / "ledger.jsonl")
+    src = write_csv(tmp_path / "in.csv", [row("a"), row("b"), row("c")])
+    res = invoke("sync", str(src), "--ledger", ledger, "--state", store_url)
+    assert res.exit_code == 0, res.output
+    first = store_keys(sandbox, store_url)
+    assert {k: v[0] for k, v in first.items()} == {"a": "created", "b": "created",
+                                                   "c": "created"}
+    gone = by_ext(sandbox)["c"]["meetingId"]
+    del sandbox.state.meetings[gone]  # deleted in Gong by hand
+    changed = [row("a"), row("b", title="Moved"), row("c", title="Back again")]
+    write_csv(src, changed)
+    res = invoke("sync", str(src), "--ledger", ledger, "--state", store_url)
+    assert res.exit_code == 0, res.output
+    after = store_keys(sandbox, store_url)
+    assert after["a"] == first["a"]  # unchanged: not touched
+    assert after["b"][0] == "updated" and after["b"][1] == first["b"][1]
+    assert after["b"][2] != first["b"][2]  # the new payload's digest
+    new_c = by_ext(sandbox)["c"]["meetingId"]
+    assert new_c != gone and after["c"][:2] == ("created", new_c)
+    assert [e for e in after["c"][3] if e[0] == "settle"] == [
+        ("settle", "created"), ("settle", "deleted"), ("settle", "created")]
+    assert methods(sandbox) == {"POST": 4, "PUT": 2}
+
+    res = invoke("undo", str(tmp_path / "in.results.jsonl"), "--yes", "--state", store_url)
+    assert res.exit_code == 0, res.output
+    assert sandbox.state.meetings == {}
+    assert {k: v[0] for k, v in store_keys(sandbox, store_url).items()} == {
+        "a": "deleted", "b": "deleted", "c": "deleted"}
+    deletes = methods(sandbox)["DELETE"]
+    res = invoke("undo", str(tmp_path / "in.results.jsonl"), "--yes", "--state", store_url,
+                 "--out", str(tmp_path / "again.undo.jsonl"))
+    assert res.exit_code == 0, res.output
+    assert methods(sandbox)["DELETE"] == deletes  # nothing sent: the store knows them gone
+    assert {r["status"] for r in finals(tmp_path / "again.undo.jsonl")} == {"skipped"}

@@ -48,6 +48,9 @@ class RunState:
         self.owner = new_owner()  # this engine's name on its claims in the state store
         self.organizers = OrganizerMemo()  # organizers Gong refused in this run
         self._claimed: dict[str, Record | None] = {}  # keys claimed -> their final record
+        # The op each of those keys is claimed for in the store; None: sent without a claim
+        # (the store knew no meeting to update or delete), its outcome recorded there after.
+        self._claim_op: dict[str, str | None] = {}
         # The journal itself when nobody else listens: two calls a row fewer.
         self.events: Journal | Fanout = Fanout(journal, listeners) if listeners else journal
         self.resend_uncertain = resend_uncertain

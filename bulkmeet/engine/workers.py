@@ -15,8 +15,10 @@ from ..gate import GateClosed
 from ..models import Record, Row, Status
 from ..planner import Send
 from ..policy import Again, Done, Finish, Pause, TooLong, next_step, no_answer
-from ..store import AlreadyDone, Claimed, HeldBy, RefusedSamePayload, Uncertain
+from ..store import AlreadyDone, Claimed, HeldBy, NoMeeting, RefusedSamePayload, Uncertain
 from ..store import Outcome as StoreOutcome
+from ..store import Row as StoreRow
+from ..store import State as StoreState
 from .state import RunState
 
 log = logging.getLogger("bulkmeet")
@@ -27,21 +29,43 @@ CUT_IN_FLIGHT = ("the run was stopped while this request was in flight; Gong may
                  "the meeting")
 
 
-def _store_outcome(record: Record | None, row: Row) -> StoreOutcome:
-    """A claimed create's final record, as the state store takes it."""
+def _store_outcome(record: Record | None, row: Row, op: str) -> StoreOutcome:
+    """The final record of a claimed request (`op`), as the state store takes it."""
     if record is None:  # no record at all (the journal refused it): nothing is known
         return StoreOutcome.uncertain("no final record was written")
     status = record.status
     organizer = str((row.payload or {}).get("organizerEmail") or "") or None
+    payload = orjson.dumps(row.payload).decode() if row.payload is not None else None
     if status is Status.CREATED and record.meeting_id:
-        payload = orjson.dumps(row.payload).decode() if row.payload is not None else None
         return StoreOutcome.created(record.meeting_id, organizer=organizer, payload=payload)
+    if status is Status.UPDATED:
+        return StoreOutcome.updated(record.meeting_id or row.meeting_id, organizer=organizer,
+                                    payload=payload)
+    if status is Status.DELETED:
+        return StoreOutcome.deleted(http_status=record.http_status)
     if status is Status.FAILED and record.request_id is not None \
             and record.http_status is not None and 400 <= record.http_status < 500:
         return StoreOutcome.refused(record.http_status, orjson.dumps(list(record.errors)).decode())
-    if status is Status.UNCERTAIN:
+    if status is Status.UNCERTAIN and op == "create":
         return StoreOutcome.uncertain("; ".join(record.errors) or None)
+    # Nothing changed in Gong, or an update or delete whose answer was lost: sending the same
+    # PUT or DELETE again is safe, so the key goes back to what it was before the claim.
     return StoreOutcome.not_created(record.http_status, "; ".join(record.errors) or None)
+
+
+def _store_fact(record: Record | None, row: Row, digest: str) -> StoreRow | None:
+    """What an update or delete sent without a claim (the store knew no meeting for the key:
+    it predates the store) tells the store, or None when it changed nothing."""
+    if record is None:
+        return None
+    if record.status is Status.UPDATED:
+        organizer = str((row.payload or {}).get("organizerEmail") or "") or None
+        return StoreRow(row.key, StoreState.UPDATED, meeting_id=record.meeting_id
+                        or row.meeting_id, organizer=organizer,
+                        payload=orjson.dumps(row.payload).decode(), payload_digest=digest)
+    if record.status is Status.DELETED:
+        return StoreRow(row.key, StoreState.DELETED, meeting_id=row.meeting_id)
+    return None
 
 
 # Extra spacing when processes pace through the store (on top of rate_margin): their sends can
@@ -77,8 +101,10 @@ class Workers(RunState):
             try:
                 if item.row.op == "create":
                     await self._send_create(item)
+                elif self.store is not None:
+                    await self._send_claimed(item)
                 else:
-                    await self._send(item)  # no claim: updates and deletes are idempotent
+                    await self._send(item)
             finally:
                 self._busy.discard(task)
 
@@ -104,9 +130,10 @@ class Workers(RunState):
                 memo.release(organizer)
 
     async def _send_claimed(self, item: Send) -> None:
-        """Send one create with a state store: claimed first (no other process, here or on
+        """Send one row with a state store: claimed first (no other process, here or on
         another machine, can send the key while the claim stands), settled there after its
-        final record."""
+        final record. An update or delete of a key the store knows no meeting for (it predates
+        the store) is sent as planned, and what it did is recorded there after."""
         if not await self._claim(item):
             return
         try:
@@ -115,21 +142,35 @@ class Workers(RunState):
             await self._settle(item)
 
     async def _claim(self, item: Send) -> bool:
-        """Claim the row's key in the store; a key that cannot be claimed gets its record."""
+        """Claim the row's key in the store for its op; a key that cannot be claimed gets its
+        record. True: send it (claimed, or an update or delete the store cannot claim because
+        it knows no meeting for the key)."""
         assert self.store is not None
         row = item.row
-        result = await self.store.claim(row.key, owner=self.owner, op="create",
+        change = row.op != "create"
+        # An update or delete is safe to send again: a lost answer to one is no doubt about it.
+        result = await self.store.claim(row.key, owner=self.owner, op=row.op,
                                         payload_digest=item.digest, lease=self.cfg.claim_lease,
-                                        resend_uncertain=self.resend_uncertain)
+                                        resend_uncertain=self.resend_uncertain or change)
         if isinstance(result, Claimed):
             self._claimed[row.key] = None
+            self._claim_op[row.key] = row.op
+            return True
+        if change and isinstance(result, NoMeeting):
+            self._claimed[row.key] = None
+            self._claim_op[row.key] = None  # sent unclaimed; recorded in the store after
             return True
         if isinstance(result, AlreadyDone):
             self.stats.skipped += 1
+            if row.op == "create":
+                said = (f"already {result.state.value} (state store): sent by an earlier run, "
+                        "or by another process sharing the store")
+            elif row.op == "update":
+                said = "unchanged: Gong holds this very payload already (state store)"
+            else:
+                said = "already deleted (state store)"
             record = Record(row.line, row.key, Status.SKIPPED, meeting_id=result.meeting_id,
-                            errors=(f"already {result.state.value} (state store): sent by an "
-                                    "earlier run, or by another process sharing the store",),
-                            payload_hash=item.digest)
+                            errors=(said,), payload_hash=item.digest)
         elif isinstance(result, HeldBy):
             record = Record(row.line, row.key, Status.NOT_SENT, errors=(
                 f"another run ({result.owner}) is sending this key now; not sent twice (run "
@@ -162,13 +203,21 @@ class Workers(RunState):
                             extra={"event": "state"})
 
     async def _settle(self, item: Send) -> None:
-        """Tell the store how the claimed request ended (a lost or cut answer: uncertain)."""
+        """Tell the store how the claimed request ended (a lost or cut answer to a create:
+        uncertain), or what an update or delete sent without a claim did."""
         assert self.store is not None
         row = item.row
-        record = self._claimed.pop(row.key, None)
-        outcome = _store_outcome(record, row)
+        if row.key not in self._claimed:
+            return  # settled already (an update turned into a create), or never claimed
+        record = self._claimed.pop(row.key)
+        op = self._claim_op.pop(row.key, "create")
         try:
-            await self.store.settle(row.key, self.owner, outcome)
+            if op is None:
+                fact = _store_fact(record, row, item.digest)
+                if fact is not None:
+                    await self.store.record([fact], source=row.op)
+                return
+            await self.store.settle(row.key, self.owner, _store_outcome(record, row, op))
         except Exception as exc:  # the claim ran out: the store calls the key uncertain
             log.warning("line %d: the state store did not take this row's outcome (%s); it "
                         "counts as uncertain there", row.line, exc,
@@ -241,9 +290,12 @@ class Workers(RunState):
                     except JournalError as exc:
                         self._journal_failed(exc)
                         return
+                    gone = row
                     row = dataclasses.replace(row, op="create", meeting_id=None)
                     item = Send(row, item.digest)
                     recreated = True
+                    if self.store is not None and not await self._reclaim(gone, item):
+                        return
                     continue
                 done, failures = await self._handle(item, outcome, attempts, failures)
                 if done:
@@ -257,6 +309,26 @@ class Workers(RunState):
             else:
                 self._finish_drained(item, attempts=attempts)
             raise
+
+    async def _reclaim(self, gone: Row, item: Send) -> bool:
+        """An update found its meeting gone: the store records the deletion, and the create
+        that replaces it is claimed like any create. False: not claimed (the row has its
+        record)."""
+        assert self.store is not None
+        op = self._claim_op.pop(gone.key, None)
+        self._claimed.pop(gone.key, None)
+        try:
+            if op is None:
+                await self.store.record([StoreRow(gone.key, StoreState.DELETED,
+                                                  meeting_id=gone.meeting_id)], source="update")
+            else:
+                await self.store.settle(gone.key, self.owner, StoreOutcome.deleted(
+                    http_status=404, detail="the update was answered 404: gone in Gong"))
+        except Exception as exc:
+            log.warning("line %d: the state store did not take the deletion of meeting %s "
+                        "(%s)", gone.line, gone.meeting_id, exc,
+                        extra={"line": gone.line, "key": gone.key, "event": "state"})
+        return await self._claim(item)
 
     def _done(self, item: Send, outcome: Succeeded, attempts: int,
               recreated: bool = False) -> None:
