@@ -193,35 +193,50 @@ def retry(results: PathLike, **kwargs: Any) -> RunSummary:
 # -- plan, sync, undo -------------------------------------------------------------------------
 
 
-def plan(input: PathLike, *, ledger: PathLike, config: PathLike | Config | None = None,
-         prune: bool = False, resend_uncertain: bool = False, sheet: str | None = None,
-         **flags: Any) -> Plan:
-    """`bulkmeet plan`: what a sync would change to make Gong match `input`. Sends nothing."""
-    from .reconcile import read_plan
-
+def plan(input: PathLike, *, ledger: PathLike | None = None,
+         config: PathLike | Config | None = None, prune: bool = False,
+         resend_uncertain: bool = False, sheet: str | None = None, **flags: Any) -> Plan:
+    """`bulkmeet plan`: what a sync would change to make Gong match `input`, compared with the
+    state store (or, deprecated, an old `ledger` file). Sends nothing."""
     cfg = settings(config, **flags)
-    return read_plan(cfg, str(input), str(ledger), prune=prune,
-                     resend_uncertain=resend_uncertain, sheet=sheet)
+    return asyncio.run(_plan(cfg, input, ledger, prune=prune,
+                             resend_uncertain=resend_uncertain, sheet=sheet))
 
 
-async def sync_async(input: PathLike, *, ledger: PathLike,
+async def _plan(cfg: Config, input: PathLike, ledger: PathLike | None, *, prune: bool,
+                resend_uncertain: bool, sheet: str | None) -> Plan:
+    from .ledger import warn_deprecated
+    from .reconcile import read_plan
+    from .reconcile.known import known_entries
+
+    path = str(ledger) if ledger is not None else cfg.ledger
+    if path:
+        warn_deprecated(path)
+    known = None if path else await known_entries(cfg)
+    return read_plan(cfg, str(input), path, prune=prune, resend_uncertain=resend_uncertain,
+                     sheet=sheet, known=known)
+
+
+async def sync_async(input: PathLike, *, ledger: PathLike | None = None,
                      config: PathLike | Config | None = None, prune: bool = False,
                      max_deletes: int | None = None, out: PathLike | None = None,
                      fresh: bool = False, resend_uncertain: bool = False, sandbox: bool = False,
                      sandbox_rate: float | None = DEFAULT_RATE, insecure: bool = False,
                      sheet: str | None = None, stop: asyncio.Event | None = None,
                      **flags: Any) -> RunSummary:
-    """`bulkmeet sync --yes`: make Gong match `input`. Deletes (prune, replaces) are made only
-    up to `max_deletes` (default 10); more raise UsageError before anything is sent."""
-    from .reconcile import DEFAULT_MAX_DELETES, check_deletes, read_plan, run_sync
+    """`bulkmeet sync --yes`: make Gong match `input`, planned against the state store (or,
+    deprecated, an old `ledger` file). Deletes (prune, replaces) are made only up to
+    `max_deletes` (default 10); more raise UsageError before anything is sent."""
+    from .reconcile import DEFAULT_MAX_DELETES, check_deletes, run_sync
     from .runs import default_out
 
     cfg = settings(config, **flags)
-    the_plan = read_plan(cfg, str(input), str(ledger), prune=prune,
-                         resend_uncertain=resend_uncertain, sheet=sheet)
+    the_plan = await _plan(cfg, input, ledger, prune=prune, resend_uncertain=resend_uncertain,
+                           sheet=sheet)
+    ledger_path = str(ledger) if ledger is not None else cfg.ledger
     check_deletes(the_plan, DEFAULT_MAX_DELETES if max_deletes is None else max_deletes)
     results = str(out or default_out(str(input), sandbox=sandbox))
-    stats = await run_sync(cfg, the_plan, out=results, ledger_path=str(ledger), fresh=fresh,
+    stats = await run_sync(cfg, the_plan, out=results, ledger_path=ledger_path, fresh=fresh,
                            resend_uncertain=resend_uncertain, insecure=insecure, stop=stop,
                            sandbox=sandbox, sandbox_rate=_sandbox_rate(sandbox_rate))
     return RunSummary.from_stats(stats, results)

@@ -47,6 +47,8 @@ def write_errors_file(cfg: Config, input_path: str, results_path: str, out_path:
                 last = ks.last if ks is not None else None
                 if last is None or last.status not in NEEDS_FIXING:
                     continue
+                if ks is not None and ks.exists:
+                    continue  # its meeting exists (a corrected copy was sent): nothing to fix
                 if last.status is Status.DUPLICATE and last.line != row.line:
                     continue  # only the duplicate row itself, not the first of the pair
                 if sink is None:

@@ -19,6 +19,21 @@ import orjson
 from .errors import InputError
 from .results import append_whole, now_iso
 
+_WARNED: set[str] = set()
+
+
+def warn_deprecated(path: str | Path) -> None:
+    """Say once per ledger and process that the state store replaces it."""
+    import logging
+
+    if str(path) in _WARNED:
+        return
+    _WARNED.add(str(path))
+    logging.getLogger("bulkmeet").warning(
+        "--ledger is deprecated: the state store keeps what the ledger kept (and more). Bring "
+        "it in once with `bulkmeet state import --ledger %s`, then drop --ledger", path,
+        extra={"event": "deprecated"})
+
 
 @dataclass(slots=True)
 class LedgerEntry:

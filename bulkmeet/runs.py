@@ -20,7 +20,7 @@ from pathlib import Path
 from .config import DEFAULT_RATE, Config
 from .engine import Engine, Journal, RowEvents, RunStats
 from .errors import JournalError, UsageError
-from .ledger import Ledger, read_ledger
+from .ledger import Ledger, read_ledger, warn_deprecated
 from .mapping import Mapper
 from .models import Row
 from .planner import Estimate, Planner, Work, count_work, read_input, small_file
@@ -100,6 +100,8 @@ def read_prior(cfg: Config, opts: RunOptions, target: str | None = None) -> Prio
 
 
 def open_ledger(path: str | None) -> Ledger | None:
+    if path:
+        warn_deprecated(path)
     ledger = Ledger.open(path) if path else None
     if ledger is not None:
         for w in ledger.warnings:

@@ -517,3 +517,90 @@ def test_sync_and_undo_keep_the_state_store_in_step(
     assert res.exit_code == 0, res.output
     assert methods(sandbox)["DELETE"] == deletes  # nothing sent: the store knows them gone
     assert {r["status"] for r in finals(tmp_path / "again.undo.jsonl")} == {"skipped"}
+
+
+def test_plan_and_sync_compare_with_the_state_store_without_a_ledger(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path, store_url: str) -> None:
+    """With no ledger, plan and sync compare the input with the state store: nights of
+    changes (an update, a prune, an organizer moved: delete then create, a meeting deleted by
+    hand) leave Gong holding exactly the last sheet, each change made once, and the plan after
+    each sync has nothing to do."""
+    src = tmp_path / "in.csv"
+    state = ("--state", store_url)
+    nights = [
+        [row("a"), row("b"), row("c")],
+        [row("a", title="Kickoff"), row("b"), row("c")],  # a updated
+        [row("a", title="Kickoff"), row("b", organizer=BEA)],  # b moved to Bea, c pruned
+    ]
+    expected = [{"POST": 3}, {"POST": 3, "PUT": 1}, {"POST": 4, "PUT": 1, "DELETE": 2}]
+    for sheet, calls in zip(nights, expected, strict=True):
+        write_csv(src, sheet)
+        res = invoke("plan", str(src), *state, "--prune")
+        assert res.exit_code == 1, res.output  # something to do
+        res = invoke("sync", str(src), *state, "--prune", "--yes")
+        assert res.exit_code == 0, res.output
+        assert methods(sandbox) == calls
+        assert_matches(sandbox, sheet)
+        res = invoke("plan", str(src), *state, "--prune")
+        assert res.exit_code == 0, res.output
+        assert "as far as the state store knows" in res.stdout
+    # A meeting deleted in Gong by hand, its row then changed: created again, and then clean.
+    gone = by_ext(sandbox)["a"]["meetingId"]
+    del sandbox.state.meetings[gone]
+    last = [row("a", title="Kickoff, moved"), row("b", organizer=BEA)]
+    write_csv(src, last)
+    res = invoke("sync", str(src), *state)
+    assert res.exit_code == 0, res.output
+    assert_matches(sandbox, last)
+    res = invoke("plan", str(src), *state)
+    assert res.exit_code == 0 and "Gong matches the input" in res.stdout, res.output
+
+
+def test_plan_without_a_store_or_ledger_says_what_to_give(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path) -> None:
+    """A server on this machine keeps no store unless told: plan and sync say so, send
+    nothing, exit 2; an empty store with --state-must-exist stops the sync (exit 78)."""
+    src = write_csv(tmp_path / "in.csv", [row("a")])
+    for command in ("plan", "sync"):
+        res = invoke(command, str(src))
+        assert res.exit_code == 2, res.output
+        assert "give --state URL" in res.output and "Traceback" not in res.output
+    res = invoke("sync", str(src), "--state", f"sqlite:///{tmp_path / 's.sqlite3'}",
+                 "--state-must-exist")
+    assert res.exit_code == 78, res.output
+    assert sandbox.state.requests == 0
+
+
+def test_a_ledger_still_works_and_says_it_is_deprecated(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", [row("a")])
+    ledger = str(tmp_path / "ledger.jsonl")
+    res = invoke("sync", str(src), "--ledger", ledger)
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("--ledger is deprecated") == 1
+    assert f"bulkmeet state import --ledger {ledger}" in res.stderr
+    assert "1 unchanged" in invoke("plan", str(src), "--ledger", ledger).stdout
+
+
+def test_retry_then_the_original_run_again_leaves_nothing_orphaned(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path) -> None:
+    """Two rows invalid in the sheet, fixed through `retry --input`, then the original run again
+    (a cron that did not know): its `invalid` records do not hide the meetings made by the
+    retry. --errors-out lists no row whose meeting exists, and `undo` deletes all four."""
+    bad_c, bad_d = row("c"), row("d")
+    bad_c[1] = bad_d[1] = "2026-12-01T08:00:00Z"  # ends before it starts
+    src = write_csv(tmp_path / "in.csv", [row("a"), row("b"), bad_c, bad_d])
+    out = str(tmp_path / "in.results.jsonl")
+    assert invoke("run", str(src), "--rate", "1000").exit_code == 1
+    fixed = write_csv(tmp_path / "fixed.csv", [row("c"), row("d")])
+    res = invoke("retry", out, "--input", str(fixed), "--rate", "1000")
+    assert res.exit_code == 0, res.output
+    assert len(sandbox.state.meetings) == 4
+    res = invoke("run", str(src), "--rate", "1000", "--errors-out",
+                 str(tmp_path / "to-fix.csv"))
+    assert res.exit_code == 1, res.output  # c and d are invalid in this sheet
+    assert sandbox.state.creates == 4  # nothing sent twice
+    assert not (tmp_path / "to-fix.csv").exists()  # their meetings exist: nothing to fix
+    res = invoke("undo", out, "--yes")
+    assert res.exit_code == 0, res.output
+    assert sandbox.state.meetings == {}

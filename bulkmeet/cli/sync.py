@@ -16,6 +16,7 @@ import click
 
 from ..config import Config
 from ..errors import UsageError
+from ..ledger import LedgerEntry, warn_deprecated
 from ..words import agree, plural
 
 if TYPE_CHECKING:
@@ -81,8 +82,9 @@ def plan_head(plan: Plan) -> str:
     return f"plan: {plural(plan.rows_read, 'row')} read: {', '.join(parts) or 'nothing'}"
 
 
-def change_line(c: Change) -> str:
-    where = f"line {c.line}" if c.line else "ledger"
+def change_line(c: Change, known: str = "ledger") -> str:
+    """One change; `known`: where a key no longer in the input was known (ledger, store)."""
+    where = f"line {c.line}" if c.line else known
     text = f"  {c.kind.value:<9} {where:<9} {c.key}"
     if c.meeting_id:
         text += f" (meeting {c.meeting_id})"
@@ -95,17 +97,18 @@ def change_line(c: Change) -> str:
 def plan_lines(plan: Plan, *, max_deletes: int | None = None) -> list[str]:
     lines = [plan_head(plan)]
     # Unchanged and filtered rows are counted, not listed: the plan shows what needs a look.
-    lines += [change_line(c) for c in plan.changes
+    known = "ledger" if plan.source == "the ledger" else "store"
+    lines += [change_line(c, known) for c in plan.changes
               if c.kind not in (Kind.UNCHANGED, Kind.SKIPPED)]
     if plan.absent:
-        lines.append(f"  {plural(plan.absent, 'meeting')} in the ledger "
+        lines.append(f"  {plural(plan.absent, 'meeting')} in {plan.source} "
                      f"{agree(plan.absent, 'is', 'are')} no longer in the input; --prune deletes "
                      f"{agree(plan.absent, 'it', 'them')}")
     n = len(plan.deletes)
     if max_deletes is not None and n > max_deletes:
         lines.append(f"  sync would refuse: {n} deletes, more than --max-deletes {max_deletes}")
     if not plan.pending:
-        lines.append("nothing to do: Gong matches the input, as far as the ledger knows")
+        lines.append(f"nothing to do: Gong matches the input, as far as {plan.source} knows")
     return lines
 
 
@@ -131,10 +134,11 @@ def undo_lines(plan: UndoPlan) -> list[str]:
 # -- options of these commands ----------------------------------------------------------------
 
 
-_ledger = click.option("--ledger", help="Ledger file: what earlier runs made in Gong, by key "
-                       "(default: `ledger:` in the config).")
-_prune = click.option("--prune", is_flag=True, help="Delete the meetings whose keys are in the "
-                      "ledger but no longer in the input.")
+_ledger = click.option("--ledger", help="A ledger file of an earlier version, compared with "
+                       "instead of the state store (deprecated: bring it into the store once "
+                       "with `bulkmeet state import --ledger FILE`).")
+_prune = click.option("--prune", is_flag=True, help="Delete the meetings whose keys bulkmeet "
+                      "knows (state store or ledger) but are no longer in the input.")
 _resend = click.option("--resend-uncertain", is_flag=True, help="Create again rows whose earlier "
                        "create may or may not have made a meeting.")
 _max_deletes = click.option("--max-deletes", type=click.IntRange(min=0),
@@ -144,12 +148,16 @@ _max_deletes = click.option("--max-deletes", type=click.IntRange(min=0),
 _yes = click.option("--yes", "-y", is_flag=True, help="Delete without asking (for CI).")
 
 
-def _ledger_path(given: str | None, cfg: Config, command: str) -> str:
+def _known(given: str | None, cfg: Config) -> tuple[str | None, dict[str, LedgerEntry] | None]:
+    """What the plan compares the input with: a ledger file (given, or `ledger:`), else every
+    key the state store of this Gong target knows."""
     path = given or cfg.ledger
-    if not path:
-        raise UsageError(f"{command} compares the input with a ledger: give --ledger FILE (or "
-                         "`ledger:` in the config)")
-    return path
+    if path:
+        warn_deprecated(path)
+        return path, None
+    from ..reconcile.known import known_entries
+
+    return None, asyncio.run(known_entries(cfg))
 
 
 @contextlib.contextmanager
@@ -176,27 +184,30 @@ def _scratch_ledger(path: str | None, sandbox: bool) -> Iterator[str | None]:
 @_prune
 @_resend
 @_max_deletes
+@state_options
 @log_options
 def plan(input: str, config_path: str | None, preset: str | None, organizer: str | None,
          tz: str | None, fmt: str | None, sheet: str | None, ledger: str | None, prune: bool,
-         resend_uncertain: bool, max_deletes: int, log_level: str, log_format: str) -> None:
+         resend_uncertain: bool, max_deletes: int, state: str | None,
+         state_must_exist: bool | None, log_level: str, log_format: str) -> None:
     """Show what `bulkmeet sync` would do to make Gong match INPUT; send nothing.
 
-    Compares INPUT with the ledger by key: create (new keys), update (changed rows, with the
-    fields that changed), replace (organizer changed), unchanged, and with --prune delete (keys
-    no longer in INPUT). Invalid rows are listed too. Exit status: 0 when there is nothing to
-    do, 1 when a sync would send something, 2 on a usage or input error.
+    Compares INPUT by key with what the state store knows bulkmeet made in Gong: create (new
+    keys), update (changed rows, with the fields that changed), replace (organizer changed),
+    unchanged, and with --prune delete (keys no longer in INPUT). Invalid rows are listed too.
+    --ledger FILE compares with an old ledger file instead. Exit status: 0 when there is
+    nothing to do, 1 when a sync would send something, 2 on a usage or input error.
     """
     setup_logging(log_level, log_format)
 
     def go() -> int:
         require_file(input)
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
-                                  format=fmt)
+                                  format=fmt, state=state, state_must_exist=state_must_exist)
         echo_notes(notes)
-        path = _ledger_path(ledger, cfg, "plan")
+        path, known = _known(ledger, cfg)
         the_plan = read_plan(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
-                             sheet=sheet)
+                             sheet=sheet, known=known)
         for w in the_plan.warnings:
             log.warning(w)
         for line in plan_lines(the_plan, max_deletes=max_deletes):
@@ -231,12 +242,12 @@ def sync(input: str, config_path: str | None, preset: str | None, organizer: str
     """Make Gong match INPUT: create new rows, update changed ones, and with --prune delete
     meetings whose rows are gone.
 
-    Plans against the ledger first (see `bulkmeet plan`), then sends through the same gate,
-    retries and results file as `run`; the ledger records each change as it lands, so running
-    the same command again after a stop resumes. Deletes (--prune, and replaces for a changed
-    organizer) need a yes at the prompt or --yes, and more than --max-deletes of them stop the
-    sync before anything is sent. With --sandbox the ledger is only read: the sandbox's meetings
-    are gone when it stops, so they never enter it.
+    Plans against the state store first (see `bulkmeet plan`), then sends through the same
+    gate, retries and results file as `run`; the store records each change as it lands, so
+    running the same command again after a stop resumes. Deletes (--prune, and replaces for a
+    changed organizer) need a yes at the prompt or --yes, and more than --max-deletes of them
+    stop the sync before anything is sent. With --sandbox the plan is made against the real
+    Gong's state, which is only read: the sandbox's meetings are gone when it stops.
     """
     outputs = make_outputs(quiet=quiet, junit=junit, summary=summary_path, log_level=log_level,
                            log_format=log_format)
@@ -250,10 +261,10 @@ def sync(input: str, config_path: str | None, preset: str | None, organizer: str
                                   **parse_rate(rate))
         if not quiet:
             echo_notes(notes)
-        path = _ledger_path(ledger, cfg, "sync")
         warn_fast_rate(cfg, sandbox=sandbox)
+        path, known = _known(ledger, cfg)
         the_plan = read_plan(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
-                             sheet=sheet)
+                             sheet=sheet, known=known)
         for w in the_plan.warnings:
             log.warning(w)
         click.echo(plan_head(the_plan), err=True)
@@ -261,7 +272,7 @@ def sync(input: str, config_path: str | None, preset: str | None, organizer: str
         deletes = the_plan.deletes
         if deletes and not yes:
             for c in deletes:
-                click.echo(change_line(c), err=True)
+                click.echo(change_line(c, "ledger" if path else "store"), err=True)
             if not _interactive():
                 raise UsageError(f"this sync would delete {plural(len(deletes), 'meeting')}: "
                                  "confirm with --yes (stdin is not a terminal); nothing was sent")
@@ -328,6 +339,8 @@ def undo(results: str, config_path: str | None, ledger: str | None, yes: bool, d
             target = target.removesuffix(".undo" + Path(results).suffix) + ".undo-sandbox" + \
                 Path(results).suffix
             Path(target).unlink(missing_ok=True)
+        if ledger or cfg.ledger:
+            warn_deprecated(ledger or cfg.ledger or "")
         the_plan = plan_undo(results, out=target, ledger_path=ledger or cfg.ledger)
         for w in the_plan.warnings:
             log.warning(w)

@@ -13,10 +13,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import DEFAULT_RATE, Config
-from ..ledger import Ledger
 from ..models import Record, Row, Status
 from ..results import ResultsWriter
 from .plan import Kind, Plan
@@ -36,12 +35,13 @@ log = logging.getLogger("bulkmeet")
 class Phase:
     rows: list[Row]
     use_ledger: bool = True
-    # Keys created here only if the ledger shows their old meeting deleted (replaces): a failed
-    # delete must not leave two meetings for one row.
+    # Keys created here only if this sync deleted their old meeting (replaces): a failed delete
+    # must not leave two meetings for one row.
     after_delete: frozenset[str] = frozenset()
 
 
-async def run_sync(cfg: Config, plan: Plan, *, out: str, ledger_path: str, fresh: bool = False,
+async def run_sync(cfg: Config, plan: Plan, *, out: str, ledger_path: str | None,
+                   fresh: bool = False,
                    resend_uncertain: bool = False, insecure: bool = False,
                    stop: asyncio.Event | None = None, hard_stop: asyncio.Event | None = None,
                    on_start: OnStart | None = None, sandbox: bool = False,
@@ -83,6 +83,8 @@ async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record],
     ledger = open_ledger(ledger_path)
     journal = Journal(ResultsWriter(out, fresh=fresh), ledger)
     parts: list[RunStats] = []
+    listener, deleted = _deleted_keys()
+    listeners = [*listeners, listener]
     gate = None
     try:
         for rec in notes:
@@ -104,7 +106,7 @@ async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record],
                 if stop.is_set() or any(p.stop_reason for p in parts):
                     _not_sent(phase.rows, journal, total, stop, parts)
                     continue
-                rows = _held_back(phase, ledger, journal, total)
+                rows = _held_back(phase, deleted, journal, total)
                 engine = Engine(session.cfg, session,
                                 journal if phase.use_ledger else Journal(journal.writer),
                                 listeners=listeners, resend_uncertain=resend_uncertain,
@@ -142,13 +144,28 @@ def _seeder(rows: Sequence[Row]) -> Callable[[Sandbox], None]:
     return seed
 
 
-def _held_back(phase: Phase, ledger: Ledger | None, journal: Journal,
+def _deleted_keys() -> tuple[RowEvents, set[str]]:
+    """A listener, and the keys whose meeting a delete of this run removed (a 404 counts: it
+    is gone). Made here: the engine's modules load only when something is sent."""
+    from ..engine.events import RowEvents
+
+    keys: set[str] = set()
+
+    class Deleted(RowEvents):
+        def final(self, record: Record, row: Row | None,
+                  payload: dict[str, Any] | None) -> None:
+            if record.status is Status.DELETED:
+                keys.add(record.key)
+
+    return Deleted(), keys
+
+
+def _held_back(phase: Phase, deleted: set[str], journal: Journal,
                total: RunStats) -> list[Row]:
     """The phase's rows less the replaces whose delete did not land, which are recorded."""
     rows = []
     for row in phase.rows:
-        entry = ledger.get(row.key) if ledger is not None else None
-        if row.key in phase.after_delete and (entry is None or not entry.deleted):
+        if row.key in phase.after_delete and row.key not in deleted:
             journal.final(Record(row.line, row.key, Status.NOT_SENT, errors=(
                 "not created: the meeting it replaces was not deleted (see the record before)",)),
                 None, None)

@@ -88,8 +88,9 @@ class Change:
 class Plan:
     changes: list[Change] = field(default_factory=list)
     rows_read: int = 0
-    absent: int = 0  # ledger keys not in the input, left alone because prune is off
+    absent: int = 0  # known keys not in the input, left alone because prune is off
     warnings: list[str] = field(default_factory=list)
+    source: str = "the ledger"  # what the input was compared with: the ledger, the state store
 
     def count(self, kind: Kind) -> int:
         return sum(1 for c in self.changes if c.kind is kind)
@@ -216,7 +217,7 @@ def make_plan(rows: Iterable[Row], entries: Mapping[str, LedgerEntry], *, prune:
             organizer = organizer_of(entry)
             reason = None
             if organizer is None:
-                reason = "the ledger does not know the organizer, which a delete needs"
+                reason = "the organizer is not known, and a delete needs it"
             elif blind:
                 reason = (f"{plural(blind, 'invalid row')} {agree(blind, 'has', 'have')} no "
                           "readable key and could be this meeting; fix "
@@ -254,15 +255,24 @@ def _plan_row(row: Row, entry: LedgerEntry | None, resend_uncertain: bool) -> Ch
                   reason=reason)
 
 
-def read_plan(cfg: Config, input_path: str, ledger_path: str, *, prune: bool = False,
-              resend_uncertain: bool = False, sheet: str | None = None) -> Plan:
-    """Read and map the input, read the ledger (without writing to it), and plan."""
+def read_plan(cfg: Config, input_path: str, ledger_path: str | None, *, prune: bool = False,
+              resend_uncertain: bool = False, sheet: str | None = None,
+              known: Mapping[str, LedgerEntry] | None = None) -> Plan:
+    """Read and map the input and plan it against what is known to exist: the ledger file
+    `ledger_path` (read, not written), else `known` (the state store's, see known.py)."""
     mapper = Mapper.from_config(cfg)
-    entries, warnings = read_ledger(ledger_path)
+    warnings: list[str] = []
+    entries: Mapping[str, LedgerEntry]
+    if ledger_path is not None:
+        entries, warnings = read_ledger(ledger_path)
+    else:
+        assert known is not None, "plan against a ledger or the state store"
+        entries = known
     with read_input(cfg, input_path, mapper, sheet=sheet) as raws:
         plan = make_plan((mapper.map(raw) for raw in raws), entries, prune=prune,
                          resend_uncertain=resend_uncertain)
     plan.warnings = [*warnings, *plan.warnings, *mapper.drain_warnings()]
+    plan.source = "the ledger" if ledger_path is not None else "the state store"
     return plan
 
 
