@@ -207,14 +207,19 @@ async def _plan(cfg: Config, input: PathLike, ledger: PathLike | None, *, prune:
                 resend_uncertain: bool, sheet: str | None) -> Plan:
     from .ledger import warn_deprecated
     from .reconcile import read_plan
-    from .reconcile.known import known_entries
+    from .reconcile.known import known_of_store
 
     path = str(ledger) if ledger is not None else cfg.ledger
     if path:
         warn_deprecated(path)
-    known = None if path else await known_entries(cfg)
-    return read_plan(cfg, str(input), path, prune=prune, resend_uncertain=resend_uncertain,
-                     sheet=sheet, known=known)
+        return read_plan(cfg, str(input), path, prune=prune, resend_uncertain=resend_uncertain,
+                         sheet=sheet)
+    known = await known_of_store(cfg)
+    try:
+        return read_plan(cfg, str(input), None, prune=prune, resend_uncertain=resend_uncertain,
+                         sheet=sheet, known=known)
+    finally:
+        known.close()
 
 
 async def sync_async(input: PathLike, *, ledger: PathLike | None = None,

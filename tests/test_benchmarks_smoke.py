@@ -96,3 +96,19 @@ def test_beside_figures_come_from_the_sandbox_log_and_the_neighbour_counters() -
     assert first_above([60 + i / 2.5 for i in range(100)], 2.8, 60, 10) is None
     stops = Beside("sliding", "new", 90.0, 60.0, times, [], 60, 0)
     assert stops.recovery == pytest.approx(10.0) and stops.ok
+
+
+def test_the_resume_and_plan_memory_benchmarks_run_and_check_their_figures(
+        tmp_path: Path) -> None:
+    """The harnesses of BENCHMARKS.md's million-key figures, on a few hundred rows: the resume
+    sends and writes nothing, the plan and sync find exactly the changed rows."""
+    from benchmarks.plan_memory import measure as plan_memory
+    from benchmarks.resume_memory import resume
+
+    (tmp_path / "resume").mkdir()
+    report = resume(tmp_path / "resume", 300)
+    assert report["rows"] == 300 and report["exit"] == 0 and report["resume_peak_rss_mb"] > 0
+    (tmp_path / "plan").mkdir()
+    report = plan_memory(tmp_path / "plan", 300, 10)
+    assert report["updates"] == 10 and report["plan_peak_rss_mb"] > 0
+    assert report["sync_peak_rss_mb"] > 0

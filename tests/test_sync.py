@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -385,12 +386,13 @@ def test_an_invalid_row_without_a_readable_key_holds_every_prune() -> None:
     entries = {"a": _entry(a), "b": _entry(b), "c": _entry(_valid(4, "c"))}
     blind = Row(3, "r:0123abcd", None, ("line 3: bad",))
     plan = make_plan([a, blind], entries, prune=True)
-    assert [(c.kind, c.key) for c in plan.changes] == [
-        (Kind.UNCHANGED, "a"), (Kind.INVALID, "r:0123abcd"), (Kind.HELD, "b"), (Kind.HELD, "c")]
+    assert [(c.kind, c.key) for c in plan.changes] == [  # unchanged "a" is counted, not kept
+        (Kind.INVALID, "r:0123abcd"), (Kind.HELD, "b"), (Kind.HELD, "c")]
+    assert plan.count(Kind.UNCHANGED) == 1
     assert not plan.pending
     plan = make_plan([a, Row(3, "b", None, ("line 3: bad",))], entries, prune=True)
-    assert [(c.kind, c.key) for c in plan.changes][1:] == [(Kind.INVALID, "b"),
-                                                           (Kind.DELETE, "c")]
+    assert [(c.kind, c.key) for c in plan.changes] == [(Kind.INVALID, "b"),
+                                                       (Kind.DELETE, "c")]
 
 
 def test_rows_without_external_id_are_warned_about() -> None:
@@ -604,3 +606,33 @@ def test_retry_then_the_original_run_again_leaves_nothing_orphaned(
     res = invoke("undo", out, "--yes")
     assert res.exit_code == 0, res.output
     assert sandbox.state.meetings == {}
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_the_store_index_plans_as_the_entries_do(prune: bool) -> None:
+    """make_plan over the on-disk index of the store's keys gives the plan it gives over the
+    same entries in memory: every kind, deletes in the same order, the same counts."""
+    from bulkmeet.reconcile.known import KnownIndex
+
+    rows = [_valid(i + 2, k) for i, k in enumerate("abcdefgh")]
+    entries = {"a": _entry(rows[0]),  # unchanged
+               "b": _entry(_valid(9, "b", title="Old")),  # another payload: update
+               "c": dataclasses.replace(_entry(rows[2]), organizer=BEA),  # replace
+               "d": LedgerEntry(in_flight=True, in_flight_op="create"),  # uncertain
+               "e": LedgerEntry(meeting_id="5", deleted=True),  # deleted: create
+               "x": _entry(_valid(20, "x")), "y": _entry(_valid(21, "y")),  # not in the input
+               "z": LedgerEntry(in_flight=True, in_flight_op="create")}
+    rows.append(Row(30, "a", None, ("line 30: bad",)))  # an invalid row of a known key
+    rows.append(rows[5])  # a duplicate
+    memory = make_plan(rows, entries, prune=prune)
+    index = KnownIndex.of_entries(entries)
+    try:
+        disk = make_plan(rows, index, prune=prune)
+    finally:
+        index.close()
+    assert disk.changes == memory.changes
+    assert (disk.counts(), disk.absent, disk.unchanged) == \
+           (memory.counts(), memory.absent, memory.unchanged)
+    assert memory.counts()[Kind.UPDATE] == 1 and memory.counts()[Kind.REPLACE] == 1
+    assert memory.absent == (0 if prune else 2)
+

@@ -16,7 +16,7 @@ import click
 
 from ..config import Config
 from ..errors import UsageError
-from ..ledger import LedgerEntry, warn_deprecated
+from ..ledger import warn_deprecated
 from ..words import agree, plural
 
 if TYPE_CHECKING:
@@ -148,16 +148,23 @@ _max_deletes = click.option("--max-deletes", type=click.IntRange(min=0),
 _yes = click.option("--yes", "-y", is_flag=True, help="Delete without asking (for CI).")
 
 
-def _known(given: str | None, cfg: Config) -> tuple[str | None, dict[str, LedgerEntry] | None]:
-    """What the plan compares the input with: a ledger file (given, or `ledger:`), else every
-    key the state store of this Gong target knows."""
-    path = given or cfg.ledger
+def _plan(cfg: Config, input: str, ledger: str | None, *, prune: bool, resend_uncertain: bool,
+          sheet: str | None) -> tuple[Plan, str | None]:
+    """Plan `input` against a ledger file (given, or `ledger:`; deprecated), else against every
+    key the state store of this Gong target knows. Returns the plan and the ledger's path."""
+    path = ledger or cfg.ledger
     if path:
         warn_deprecated(path)
-        return path, None
-    from ..reconcile.known import known_entries
+        return read_plan(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
+                         sheet=sheet), path
+    from ..reconcile.known import known_of_store
 
-    return None, asyncio.run(known_entries(cfg))
+    known = asyncio.run(known_of_store(cfg))
+    try:
+        return read_plan(cfg, input, None, prune=prune, resend_uncertain=resend_uncertain,
+                         sheet=sheet, known=known), None
+    finally:
+        known.close()
 
 
 @contextlib.contextmanager
@@ -205,9 +212,8 @@ def plan(input: str, config_path: str | None, preset: str | None, organizer: str
         cfg, notes = input_config(config_path, preset=preset, organizer=organizer, tz=tz,
                                   format=fmt, state=state, state_must_exist=state_must_exist)
         echo_notes(notes)
-        path, known = _known(ledger, cfg)
-        the_plan = read_plan(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
-                             sheet=sheet, known=known)
+        the_plan, path = _plan(cfg, input, ledger, prune=prune,
+                               resend_uncertain=resend_uncertain, sheet=sheet)
         for w in the_plan.warnings:
             log.warning(w)
         for line in plan_lines(the_plan, max_deletes=max_deletes):
@@ -262,9 +268,8 @@ def sync(input: str, config_path: str | None, preset: str | None, organizer: str
         if not quiet:
             echo_notes(notes)
         warn_fast_rate(cfg, sandbox=sandbox)
-        path, known = _known(ledger, cfg)
-        the_plan = read_plan(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
-                             sheet=sheet, known=known)
+        the_plan, path = _plan(cfg, input, ledger, prune=prune,
+                               resend_uncertain=resend_uncertain, sheet=sheet)
         for w in the_plan.warnings:
             log.warning(w)
         click.echo(plan_head(the_plan), err=True)

@@ -1,20 +1,21 @@
-"""Sync's plan: compare the input with the ledger by key, and say what a sync would change.
+"""Sync's plan: compare the input with what is known to exist, by key, and say what a sync
+would change.
 
-The ledger says what exists in Gong (key -> meeting id, last payload sent); the input says what
-should. `make_plan` compares them by key:
+The state store (or, deprecated, a ledger file) says what exists in Gong (key -> meeting id,
+organizer, the payload Gong holds: known.py); the input says what should. `make_plan` compares
+them by key:
 
-    key in the input only (or deleted per the ledger)  -> create (POST)
-    key in both, payload changed                         -> update (PUT); replace (DELETE, then
-                                                            POST) when the organizer changed,
-                                                            because a meeting belongs to its
-                                                            organizer and PUT cannot move it
-    key in both, payload the same                        -> unchanged: nothing sent
-    key in the ledger only                               -> delete with prune, else left alone
+    key in the input only (or known deleted)  -> create (POST)
+    key in both, payload changed              -> update (PUT); replace (DELETE, then POST) when
+                                                 the organizer changed, because a meeting
+                                                 belongs to its organizer and PUT cannot move it
+    key in both, payload the same             -> unchanged: nothing sent (counted, not kept)
+    key known only                            -> delete with prune, else left alone
 
-A create that was cut off (the ledger's last word on a key never created is `sending`) may exist
-in Gong under an id nobody knows: it is `uncertain` and not sent again without resend_uncertain.
+A create that was cut off (a key whose last word is a request without an answer) may exist in
+Gong under an id nobody knows: it is `uncertain` and not sent again without resend_uncertain.
 An invalid row keeps its meeting as it is: neither updated nor pruned. An invalid row whose key
-cannot be read could be any ledger key, so then no delete is made at all: they are `held`.
+cannot be read could be any known key, so then no delete is made at all: they are `held`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from ..ledger import LedgerEntry, read_ledger
 from ..mapping import Mapper
 from ..models import Record, Row, Status, payload_digest
 from ..planner import read_input
+from ..triage import FirstLines
 from ..words import agree, plural
+from .known import InMemoryKnown, Known
 
 if TYPE_CHECKING:
     pass
@@ -86,17 +89,26 @@ class Change:
 
 @dataclass(slots=True)
 class Plan:
+    """What a sync would do. Unchanged rows are counted, not kept (a nightly sheet is mostly
+    unchanged: a million of them would otherwise be a million Change objects)."""
+
     changes: list[Change] = field(default_factory=list)
+    unchanged: int = 0
     rows_read: int = 0
     absent: int = 0  # known keys not in the input, left alone because prune is off
     warnings: list[str] = field(default_factory=list)
     source: str = "the ledger"  # what the input was compared with: the ledger, the state store
 
     def count(self, kind: Kind) -> int:
+        if kind is Kind.UNCHANGED:
+            return self.unchanged
         return sum(1 for c in self.changes if c.kind is kind)
 
     def counts(self) -> Counter[Kind]:
-        return Counter(c.kind for c in self.changes)
+        counts = Counter(c.kind for c in self.changes)
+        if self.unchanged:
+            counts[Kind.UNCHANGED] = self.unchanged
+        return counts
 
     @property
     def pending(self) -> bool:
@@ -172,35 +184,48 @@ def organizer_of(entry: LedgerEntry) -> str | None:
     return org if isinstance(org, str) and org else None
 
 
-def make_plan(rows: Iterable[Row], entries: Mapping[str, LedgerEntry], *, prune: bool = False,
-              resend_uncertain: bool = False) -> Plan:
-    """Compare mapped input rows with the ledger's entries, by key. Sends nothing."""
+def make_plan(rows: Iterable[Row], entries: Mapping[str, LedgerEntry] | Known, *,
+              prune: bool = False, resend_uncertain: bool = False) -> Plan:
+    """Compare mapped input rows with what is known to exist (a mapping of entries, or a
+    known.KnownIndex of the state store's), by key. Sends nothing."""
+    known: Known = InMemoryKnown(entries) if isinstance(entries, Mapping) else entries
     plan = Plan()
-    seen: dict[str, int] = {}
-    present: set[str] = set()  # keys the input holds, valid or not: never pruned
+    seen = FirstLines()  # each valid key's first line, flat in memory
+    try:
+        _plan_rows(plan, rows, known, seen, prune=prune, resend_uncertain=resend_uncertain)
+    finally:
+        seen.close()
+    return plan
+
+
+def _plan_rows(plan: Plan, rows: Iterable[Row], known: Known, seen: FirstLines, *,
+               prune: bool, resend_uncertain: bool) -> None:
     blind = keyless = 0
     for row in rows:
         plan.rows_read += 1
-        entry = entries.get(row.key)
         if row.skipped_reason is not None:
+            # Left out by the filter: not in the input as far as a prune goes.
             plan.changes.append(Change(Kind.SKIPPED, row.key, row.line, reason=row.skipped_reason))
             continue
+        entry = known.get(row.key)  # the input holds the key, valid or not: never pruned
         if not row.valid:
-            present.add(row.key)
             blind += row.key.startswith(_BLIND_KEYS)
             plan.changes.append(Change(
                 Kind.INVALID, row.key, row.line,
                 meeting_id=entry.meeting_id if entry is not None and entry.exists else None,
                 reason="; ".join(row.errors) or "the row has no payload"))
             continue
-        if row.key in seen:
+        first = seen.add(row.key, row.line)
+        if first is not None:
             plan.changes.append(Change(Kind.DUPLICATE, row.key, row.line, reason=(
-                f"line {row.line}: same key {row.key!r} as line {seen[row.key]}; not sent twice")))
+                f"line {row.line}: same key {row.key!r} as line {first}; not sent twice")))
             continue
-        seen[row.key] = row.line
-        present.add(row.key)
         keyless += "externalId" not in (row.payload or {})
-        plan.changes.append(_plan_row(row, entry, resend_uncertain))
+        change = _plan_row(row, entry, resend_uncertain)
+        if change.kind is Kind.UNCHANGED:
+            plan.unchanged += 1
+        else:
+            plan.changes.append(change)
     if keyless:
         plan.warnings.append(
             f"{plural(keyless, 'row')} {agree(keyless, 'has', 'have')} no externalId and "
@@ -208,9 +233,7 @@ def make_plan(rows: Iterable[Row], entries: Mapping[str, LedgerEntry], *, prune:
             "moved or renamed one is planned as a new meeting (and its old one is deleted only "
             f"with prune); map an externalId column to update {agree(keyless, 'it', 'them')} in "
             "place")
-    for key, entry in entries.items():
-        if key in present:
-            continue
+    for key, entry in known.unnamed():
         if entry.exists and not prune:
             plan.absent += 1
         elif entry.exists:
@@ -229,7 +252,6 @@ def make_plan(rows: Iterable[Row], entries: Mapping[str, LedgerEntry], *, prune:
             plan.changes.append(Change(Kind.UNCERTAIN, key, 0, reason=(
                 "no longer in the input, but a create for it was cut off: Gong may hold a "
                 "meeting for it whose id is not known; check Gong")))
-    return plan
 
 
 def _plan_row(row: Row, entry: LedgerEntry | None, resend_uncertain: bool) -> Change:
@@ -257,12 +279,12 @@ def _plan_row(row: Row, entry: LedgerEntry | None, resend_uncertain: bool) -> Ch
 
 def read_plan(cfg: Config, input_path: str, ledger_path: str | None, *, prune: bool = False,
               resend_uncertain: bool = False, sheet: str | None = None,
-              known: Mapping[str, LedgerEntry] | None = None) -> Plan:
+              known: Known | None = None) -> Plan:
     """Read and map the input and plan it against what is known to exist: the ledger file
     `ledger_path` (read, not written), else `known` (the state store's, see known.py)."""
     mapper = Mapper.from_config(cfg)
     warnings: list[str] = []
-    entries: Mapping[str, LedgerEntry]
+    entries: Mapping[str, LedgerEntry] | Known
     if ledger_path is not None:
         entries, warnings = read_ledger(ledger_path)
     else:
