@@ -636,3 +636,30 @@ def test_the_store_index_plans_as_the_entries_do(prune: bool) -> None:
     assert memory.counts()[Kind.UPDATE] == 1 and memory.counts()[Kind.REPLACE] == 1
     assert memory.absent == (0 if prune else 2)
 
+
+
+def test_undo_of_an_old_meeting_does_not_make_the_store_forget_the_new_one(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path, store_url: str) -> None:
+    """A run made meeting X for key b; X was deleted by hand and a later sync made Y for b. An
+    undo of the first run's results deletes X (gone: 404): the store must go on holding Y, or
+    the next run would create b a third time."""
+    state = ("--state", store_url)
+    src = write_csv(tmp_path / "in.csv", [row("a"), row("b")])
+    first = str(tmp_path / "first.jsonl")
+    assert invoke("run", str(src), "--out", first, "--rate", "1000", *state).exit_code == 0
+    old = by_ext(sandbox)["b"]["meetingId"]
+    del sandbox.state.meetings[old]
+    write_csv(src, [row("a"), row("b", title="Again")])
+    res = invoke("sync", str(src), "--out", str(tmp_path / "sync.jsonl"), *state)
+    assert res.exit_code == 0, res.output
+    new = by_ext(sandbox)["b"]["meetingId"]
+    assert new != old
+    res = invoke("undo", first, "--yes", *state)
+    assert res.exit_code == 0, res.output
+    assert set(by_ext(sandbox)) == {"b"} and by_ext(sandbox)["b"]["meetingId"] == new
+    assert store_keys(sandbox, store_url)["b"][:2] == ("created", new)
+    creates = sandbox.state.creates
+    res = invoke("run", str(src), "--out", str(tmp_path / "later.jsonl"), "--rate", "1000",
+                 *state)
+    assert res.exit_code == 0, res.output
+    assert sandbox.state.creates == creates + 1  # a (undone) again; b not a third time

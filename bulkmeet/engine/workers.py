@@ -154,6 +154,16 @@ class Workers(RunState):
                                         resend_uncertain=self.resend_uncertain or change)
         if isinstance(result, Claimed):
             self._claimed[row.key] = None
+            if change and result.meeting_id not in (None, row.meeting_id):
+                # The store follows another meeting for this key (made since this request was
+                # planned): what it does to the older one must not move the key's state. The
+                # claim is let go; the outcome is recorded as a fact, which the store keeps
+                # only for the meeting it holds.
+                await self.store.settle(row.key, self.owner, StoreOutcome.not_created(
+                    detail=f"the store follows meeting {result.meeting_id}; this {row.op} "
+                           f"acts on {row.meeting_id}"))
+                self._claim_op[row.key] = None
+                return True
             self._claim_op[row.key] = row.op
             return True
         if change and isinstance(result, NoMeeting):
