@@ -105,6 +105,22 @@ def test_expired_claim_is_uncertain_for_every_op() -> None:
         assert [e.event for e in events] == ["lease_expired"]
 
 
+@pytest.mark.parametrize("resend", [False, True])
+def test_a_lost_update_leaves_a_meeting_a_create_never_makes_again(resend: bool) -> None:
+    """A key left uncertain by an update (its lease ran out mid-request) has a meeting
+    whatever the update did: a create is done already, not in doubt. A lost create or delete
+    stays a doubt."""
+    for op, done in ((Op.UPDATE, True), (Op.CREATE, False), (Op.DELETE, False)):
+        r = row(State.UNCERTAIN)
+        assert r is not None
+        r.op = op
+        result = claim(r, Op.CREATE, resend=resend)
+        if done:
+            assert result == AlreadyDone("k", State.UNCERTAIN, "m1")
+        else:
+            assert isinstance(result, Claimed if resend else Uncertain), (op, result)
+
+
 def _claimed(before: State | None, op: Op) -> Row:
     r = row(before, refused="old" if before is State.REFUSED else None)
     result, new, _ = decide_claim(r, "k", owner="me", op=op, payload_digest="new", lease=5,

@@ -262,8 +262,12 @@ def decide_claim(row: Row | None, key: str, *, owner: str, op: Op, payload_diges
     state = observed.state if observed is not None else None
     rule = CLAIM_TABLE[(state, op)]
     result: ClaimResult | None = None
-    if rule is Rule.DONE or (rule is Rule.UNLESS_CURRENT and observed is not None
-                             and payload_digest == observed.payload_digest):
+    if op is Op.CREATE and state is State.UNCERTAIN and observed is not None \
+            and observed.op is Op.UPDATE and observed.meeting_id is not None:
+        # An update whose answer was lost: whatever it did, the meeting exists.
+        result = AlreadyDone(key, observed.state, observed.meeting_id)
+    elif rule is Rule.DONE or (rule is Rule.UNLESS_CURRENT and observed is not None
+                               and payload_digest == observed.payload_digest):
         assert observed is not None
         result = AlreadyDone(key, observed.state, observed.meeting_id)
     elif rule is Rule.HELD:
