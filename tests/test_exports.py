@@ -237,8 +237,66 @@ def test_a_directory_of_ids_never_sends_the_id_as_a_display_name() -> None:
     alone, not {displayName: '0035e00000Xy1abAAA'}; a name looked up keeps its name."""
     res = validate(str(SAMPLES / "salesforce.csv"), "--config", str(SAMPLES / "salesforce.yaml"))
     assert res.exit_code == 0, res.output
-    assert payloads(res.stdout)[0]["invitees"] == [{"email": "bo.chen@acme.example"}]
+    assert payloads(res.stdout)[0]["invitees"] == [
+        {"email": "bo.chen@acme.example", "firstName": "Bo", "lastName": "Chen"}]
     res = validate(str(SAMPLES / "outlook-names.csv"), "--config",
                    str(SAMPLES / "outlook-names.yaml"), "--show", "1")
     assert {"email": "bo.chen@acme.example", "displayName": "Bo Chen"} in \
         payloads(res.stdout)[0]["invitees"]
+
+
+def test_invitees_with_their_names_from_the_rows_own_columns(tmp_path: Path) -> None:
+    """A CRM report with a contact per row, in columns of its own: `invitees.people` sends
+    each with the names its cells hold; an empty email cell is no invitee; a bad one makes the
+    row invalid naming its columns; a column the header lacks is one file-level error."""
+    header = "Start,End,Subject,Owner,Contact Email,First,Last,Helper\n"
+    rows = ("2026-12-01T09:00:00Z,2026-12-01T09:30:00Z,Kickoff,ana@seller.example,"
+            "bo@client.example,Bo,Chen,cy@client.example\n"
+            "2026-12-02T09:00:00Z,2026-12-02T09:30:00Z,Review,ana@seller.example,,,,\n"
+            "2026-12-03T09:00:00Z,2026-12-03T09:30:00Z,Demo,ana@seller.example,"
+            "not-an-email,Di,,\n")
+    src = tmp_path / "crm.csv"
+    src.write_text(header + rows, encoding="utf-8")
+    cfg = tmp_path / "crm.yaml"
+    cfg.write_text("mapping:\n  title: Subject\n  startTime: Start\n  endTime: End\n"
+                   "  organizerEmail: Owner\n  externalId: null\n  invitees:\n    people:\n"
+                   "      - {email: Contact Email, firstName: First, lastName: Last}\n"
+                   "      - {email: Helper}\n", encoding="utf-8")
+    res = validate(str(src), "--config", str(cfg), "--show", "2")
+    assert res.exit_code == 1, res.output
+    shown = payloads(res.stdout)
+    assert shown[0]["invitees"] == [
+        {"email": "bo@client.example", "firstName": "Bo", "lastName": "Chen"},
+        {"email": "cy@client.example"}]
+    assert shown[1]["invitees"] == []
+    assert "line 4, columns 'Contact Email', 'First', 'Last' (invitees)" in res.output
+    assert "not-an-email" in res.output
+
+    cfg.write_text(cfg.read_text().replace("lastName: Last", "lastName: Surname"))
+    res = validate(str(src), "--config", str(cfg))
+    assert res.exit_code == 2
+    assert "no column 'Surname' (mapping.invitees)" in res.output
+
+    cfg.write_text("mapping:\n  invitees:\n    people:\n      - {firstName: First}\n")
+    res = validate(str(src), "--config", str(cfg))
+    assert res.exit_code == 2 and "must name at least the email column" in res.output
+
+
+def test_a_directory_header_gives_the_invitees_names(tmp_path: Path) -> None:
+    """Directory columns after name and email named FirstName/LastName/DisplayName (in any of
+    the usual spellings) go into the invitee; an id still never becomes a display name."""
+    people = tmp_path / "people.csv"
+    people.write_text("name,email,Full Name,first_name\nBo,bo@client.example,Bo Chen (Acme),Bo\n",
+                      encoding="utf-8")
+    src = tmp_path / "in.csv"
+    src.write_text("Start,End,Subject,Owner,Who\n2026-12-01T09:00:00Z,2026-12-01T09:30:00Z,"
+                   "Kickoff,ana@seller.example,Bo\n", encoding="utf-8")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("mapping:\n  title: Subject\n  startTime: Start\n  endTime: End\n"
+                   "  organizerEmail: Owner\n  externalId: null\n  invitees: Who\n"
+                   "  invitee_directory: people.csv\n",
+                   encoding="utf-8")
+    res = validate(str(src), "--config", str(cfg))
+    assert res.exit_code == 0, res.output
+    assert payloads(res.stdout)[0]["invitees"] == [
+        {"email": "bo@client.example", "displayName": "Bo Chen (Acme)", "firstName": "Bo"}]

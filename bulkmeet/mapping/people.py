@@ -30,14 +30,17 @@ def _norm_name(name: str) -> str:
 
 class _Directory:
     """Name (or id) -> email, matched exactly, then case- and space-insensitively, then with
-    "Last, First" turned round."""
+    "Last, First" turned round. `names` holds, by lower-cased email, the firstName, lastName
+    and displayName a CSV's extra columns give."""
 
-    __slots__ = ("key", "_exact", "_loose")
+    __slots__ = ("key", "_exact", "_loose", "names")
 
-    def __init__(self, key: str, entries: Iterable[tuple[str, str, str]]) -> None:
+    def __init__(self, key: str, entries: Iterable[tuple[str, str, str]],
+                 names: Mapping[str, dict[str, str]] | None = None) -> None:
         self.key = key
         self._exact: dict[str, str] = {}
         self._loose: dict[str, str] = {}
+        self.names: Mapping[str, dict[str, str]] = names or {}
         for name, email, where in entries:
             if not _EMAIL.fullmatch(email):
                 raise ConfigError(f"{key}: {where}: {email!r} is not a valid email address")
@@ -87,14 +90,36 @@ def _load_directory(value: Any, key: str, base_dir: Path, encoding: str = "utf-8
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"{key}: cannot read {path}: {exc}") from None
     entries = []
+    extra: list[tuple[str, int]] = []  # (API key, cell index) of the header's name columns
+    names: dict[str, dict[str, str]] = {}
     for i, row in rows:
         if len(row) < 2:
             raise ConfigError(f"{key}: {path} line {i}: expected two columns, name and email")
         name, email = row[0].strip(), row[1].strip()
         if i == rows[0][0] and not _EMAIL.fullmatch(email):
-            continue  # a header row
+            extra = _name_columns(row)  # a header row
+            continue
         entries.append((name, email, f"{path} line {i}"))
-    return _Directory(key, entries)
+        person = {k: row[j].strip() for k, j in extra if j < len(row) and row[j].strip()}
+        if person:
+            names[email.lower()] = person
+    return _Directory(key, entries, names)
+
+
+_NAME_HEADERS: Final = {"firstname": "firstName", "givenname": "firstName",
+                        "lastname": "lastName", "surname": "lastName", "familyname": "lastName",
+                        "displayname": "displayName", "fullname": "displayName"}
+
+
+def _name_columns(header: list[str]) -> list[tuple[str, int]]:
+    """The header's columns after name and email that hold a person's names (firstName,
+    first_name, First Name, given name; lastName, surname; displayName, full name)."""
+    found: list[tuple[str, int]] = []
+    for j, cell in enumerate(header[2:], start=2):
+        api = _NAME_HEADERS.get(re.sub(r"[\s_-]+", "", cell).casefold())
+        if api is not None and all(k != api for k, _ in found):
+            found.append((api, j))
+    return found
 
 
 def _split_person(item: str) -> tuple[str | None, str]:
@@ -247,9 +272,12 @@ class _Invitees:
         directory = self.directory
         email = directory.get(address) if directory is not None else None
         if email is not None:
-            if any(c.isdigit() for c in address):  # a record id (0035e00000Xy1abAAA), not a name
-                return {"email": email}
-            return {"email": email, "displayName": address}
+            assert directory is not None
+            invitee = {"email": email, **directory.names.get(email.lower(), {})}
+            # A record id (0035e00000Xy1abAAA) is not a name to show.
+            if "displayName" not in invitee and not any(c.isdigit() for c in address):
+                invitee["displayName"] = address
+            return invitee
         if directory is None:
             errors.append(f"{here}: {_show(item)} is not an email address (names need "
                           "mapping.invitee_directory, a CSV of name,email)")

@@ -70,6 +70,35 @@ class _Column(_Source):
         return f"{self.label} ({field}): {_show(fields[self.column])} is empty; {field} is required"
 
 
+class _PersonColumns(_Source):
+    """One invitee from a row's columns: an email column, and the columns of the person's
+    first, last and display name (a CRM export's contact). `get` gives [invitee] (its names
+    where the cells have them), or None when the email cell is empty."""
+
+    __slots__ = ("email", "names")
+
+    def __init__(self, email: str, names: tuple[tuple[str, str], ...]) -> None:
+        columns = (email, *(column for _, column in names))
+        super().__init__("columns " + ", ".join(map(repr, columns)), columns)
+        self.email = email
+        self.names = names  # (API key, column)
+
+    def get(self, fields: Mapping[str, Any]) -> Any:
+        email = fields.get(self.email)
+        if isinstance(email, str):
+            email = email.strip()
+        if email is None or email == "":
+            return None
+        person: dict[str, Any] = {"email": email}
+        for key, column in self.names:
+            value = fields.get(column)
+            if isinstance(value, str):
+                value = value.strip()
+            if value is not None and value != "":
+                person[key] = value
+        return [person]
+
+
 class _Const(_Source):
     __slots__ = ("value",)
 

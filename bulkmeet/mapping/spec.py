@@ -13,7 +13,7 @@ from typing import Any, Final
 from ..errors import ConfigError
 from ..presets import PRESET_HINTS, PRESETS
 from .people import _SEPARATORS, _Directory, _Invitees, _load_directory
-from .sources import _Column, _Const, _Source, _Template, _text
+from .sources import _Column, _Const, _PersonColumns, _Source, _Template, _text
 from .times import _DateAndTime, _DateTime, _Duration, _TimeSpec
 
 API_FIELDS: Final = ("startTime", "endTime", "title", "invitees", "externalId", "organizerEmail")
@@ -161,12 +161,14 @@ def _compile_invitees(spec: Any, base_dir: Path, directory: _Directory | None, *
     key = "mapping.invitees"
     separators = _SEPARATORS
     sources: tuple[_Source, ...]
-    if isinstance(spec, Mapping) and "columns" in spec:
-        _check_keys(spec, key, ("columns", "separator", "directory"))
-        columns = spec["columns"]
-        if not isinstance(columns, list) or not columns:
+    if isinstance(spec, Mapping) and ("columns" in spec or "people" in spec):
+        _check_keys(spec, key, ("columns", "people", "separator", "directory"))
+        columns = spec.get("columns", [])
+        if not isinstance(columns, list) or ("columns" in spec and not columns):
             raise ConfigError(f"{key}.columns: must be a list of column names, not {columns!r}")
         sources = tuple(_Column(_column_name(c, f"{key}.columns")) for c in columns)
+        if "people" in spec:
+            sources += _compile_people(spec["people"], f"{key}.people")
     else:
         src = _compile_source("invitees", spec, ("separator", "directory"))
         if isinstance(src, _Const) and not isinstance(src.value, str | list | None):
@@ -194,6 +196,28 @@ def _compile_invitees(spec: Any, base_dir: Path, directory: _Directory | None, *
             if probe:
                 raise ConfigError(probe[0].removeprefix("mapping, "))
     return invitees
+
+
+_PERSON_KEYS: Final = ("email", "firstName", "lastName", "displayName")
+
+
+def _compile_people(spec: Any, key: str) -> tuple[_PersonColumns, ...]:
+    """`invitees.people`: a list of {email: COLUMN, firstName: COLUMN, lastName: COLUMN,
+    displayName: COLUMN}, one invitee each (email required, the names optional)."""
+    if not isinstance(spec, list) or not spec:
+        raise ConfigError(f"{key}: must be a list of {{email: column, firstName: column, "
+                          f"lastName: column, displayName: column}}, not {spec!r}")
+    people = []
+    for i, person in enumerate(spec):
+        here = f"{key}[{i}]"
+        if not isinstance(person, Mapping) or "email" not in person:
+            raise ConfigError(f"{here}: must name at least the email column, as "
+                              f"{{email: Contact Email}}, not {person!r}")
+        _check_keys(person, here, _PERSON_KEYS)
+        names = tuple((k, _column_name(person[k], f"{here}.{k}")) for k in _PERSON_KEYS[1:]
+                      if person.get(k) is not None)
+        people.append(_PersonColumns(_column_name(person["email"], f"{here}.email"), names))
+    return tuple(people)
 
 
 def _compile_filter(spec: Any) -> tuple[tuple[str, frozenset[str]], ...]:
