@@ -127,7 +127,7 @@ class DailyQuota:
         # Called for every request: one float comparison until the day turns.
         if self._clock() < self._turns_at:
             return
-        self.save()  # what was spent before the reset belongs to that day
+        self._try_save()  # what was spent before the reset belongs to that day
         now = datetime.fromtimestamp(self._clock(), self._tz)
         self.day, self.used, self._unsaved = self.day_of(now), 0, 0
         self._turns_at = self.next_reset(now).timestamp()
@@ -136,13 +136,22 @@ class DailyQuota:
         """Count one call, or raise QuotaExhausted if the budget for today is spent."""
         self._roll()
         if self.used >= self.budget:
-            self.save()
+            self._try_save()
             raise QuotaExhausted(
                 f"daily budget of {self.budget} calls is spent for {self.day}; "
                 f"it resets at {self.next_reset().isoformat(timespec='minutes')}"
             )
         self.used += 1
         self._unsaved += 1
+
+    def _try_save(self) -> None:
+        """Save from inside spend(): a disk that refuses must not turn a call into a crash
+        (a worker with a row in hand). The save at the end of the run says it."""
+        try:
+            self.save()
+        except OSError as exc:
+            log.debug("cannot save the daily quota to %s: %s", self.path, exc.strerror or exc,
+                      extra={"event": "quota"})
 
     async def save_every(self, seconds: float = SAVE_EVERY) -> None:
         """Save now and then while a run goes on (a task of its own, cancelled at the end).

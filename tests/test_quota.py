@@ -231,3 +231,22 @@ def test_a_run_in_the_half_hour_after_a_gap_reset_spends_the_new_days_budget(
     now[0] += 2  # 03:00:00 EDT
     q.spend()
     assert (q.day, q.used) == ("2026-03-08", 1)
+
+
+def test_a_quota_file_that_cannot_be_written_never_stops_a_spend(tmp_path: Path) -> None:
+    """The disk refuses the quota file (full, or gone) when the day turns or the budget is
+    spent: spend() still counts or says the budget is spent, never raises OSError (which would
+    kill a worker with a row in hand). The end-of-run save still says it, as before."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the quota file's folder should be")
+    now = [datetime(2026, 11, 25, 23, 59, 59, tzinfo=UTC).timestamp()]
+    q = DailyQuota(2, blocker / "q.json", clock=lambda: now[0])
+    q.spend()
+    q.spend()
+    with pytest.raises(QuotaExhausted):
+        q.spend()  # saves before saying so: the save fails, the answer stands
+    now[0] += 2  # the day turns: the roll saves the old day's calls first
+    q.spend()
+    assert (q.day, q.used) == ("2026-11-26", 1)
+    with pytest.raises(OSError):
+        q.save()
