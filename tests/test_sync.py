@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -633,8 +634,12 @@ def test_the_store_index_plans_as_the_entries_do(prune: bool) -> None:
     assert disk.changes == memory.changes
     assert (disk.counts(), disk.absent, disk.unchanged) == \
            (memory.counts(), memory.absent, memory.unchanged)
-    assert memory.counts()[Kind.UPDATE] == 1 and memory.counts()[Kind.REPLACE] == 1
-    assert memory.absent == (0 if prune else 2)
+    kinds = [(c.kind.value, c.key) for c in memory.changes]
+    assert kinds[:8] == [("update", "b"), ("replace", "c"), ("uncertain", "d"), ("create", "e"),
+                         ("create", "f"), ("create", "g"), ("create", "h"), ("invalid", "a")]
+    assert kinds[8:] == [("duplicate", "f")] + (
+        [("delete", "x"), ("delete", "y"), ("uncertain", "z")] if prune else [])
+    assert memory.unchanged == 1 and memory.absent == (0 if prune else 2)
 
 
 
@@ -663,3 +668,38 @@ def test_undo_of_an_old_meeting_does_not_make_the_store_forget_the_new_one(
                  *state)
     assert res.exit_code == 0, res.output
     assert sandbox.state.creates == creates + 1  # a (undone) again; b not a third time
+
+
+def test_an_undo_never_erases_the_doubt_of_a_create_cut_off_since(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path, store_url: str) -> None:
+    """Key a: created (M1), undone, then a later run's create of it was killed mid-request (its
+    lease ran out: uncertain; Gong may hold a new meeting). An undo of the first results file
+    again (into another --out) deletes M1, which is gone: that says nothing of the doubt, so the
+    next run still records a `uncertain` and creates nothing."""
+    from bulkmeet.session import Target, credentials_for, open_state
+
+    state = ("--state", store_url)
+    src = write_csv(tmp_path / "in.csv", [row("a")])
+    first = str(tmp_path / "first.jsonl")
+    assert invoke("run", str(src), "--out", first, "--rate", "1000", *state).exit_code == 0
+    assert invoke("undo", first, "--yes", *state).exit_code == 0
+
+    async def killed() -> None:
+        store = await open_state(Config(base_url=sandbox.url, state=store_url),
+                                 credentials_for(Target()))
+        try:
+            await store.claim("a", owner="a-killed-run", op="create", payload_digest="d",
+                              lease=0.05, resend_uncertain=False)
+        finally:
+            await store.close()
+
+    asyncio.run(killed())
+    time.sleep(0.2)  # its lease runs out
+    assert store_keys(sandbox, store_url)["a"][0] == "uncertain"
+    res = invoke("undo", first, "--yes", *state, "--out", str(tmp_path / "again.undo.jsonl"))
+    assert res.exit_code == 0, res.output
+    assert store_keys(sandbox, store_url)["a"][0] == "uncertain"
+    creates = sandbox.state.creates
+    invoke("run", str(src), "--out", str(tmp_path / "third.jsonl"), "--rate", "1000", *state)
+    assert [r["status"] for r in finals(tmp_path / "third.jsonl")] == ["uncertain"]
+    assert sandbox.state.creates == creates

@@ -148,10 +148,9 @@ class Workers(RunState):
         assert self.store is not None
         row = item.row
         change = row.op != "create"
-        # An update or delete is safe to send again: a lost answer to one is no doubt about it.
         result = await self.store.claim(row.key, owner=self.owner, op=row.op,
                                         payload_digest=item.digest, lease=self.cfg.claim_lease,
-                                        resend_uncertain=self.resend_uncertain or change)
+                                        resend_uncertain=self.resend_uncertain)
         if isinstance(result, Claimed):
             self._claimed[row.key] = None
             if change and result.meeting_id not in (None, row.meeting_id):
@@ -159,16 +158,25 @@ class Workers(RunState):
                 # planned): what it does to the older one must not move the key's state. The
                 # claim is let go; the outcome is recorded as a fact, which the store keeps
                 # only for the meeting it holds.
-                await self.store.settle(row.key, self.owner, StoreOutcome.not_created(
-                    detail=f"the store follows meeting {result.meeting_id}; this {row.op} "
-                           f"acts on {row.meeting_id}"))
+                try:
+                    await self.store.settle(row.key, self.owner, StoreOutcome.not_created(
+                        detail=f"the store follows meeting {result.meeting_id}; this "
+                               f"{row.op} acts on {row.meeting_id}"))
+                except Exception as exc:  # the claim runs out by itself: uncertain, retried
+                    log.warning("line %d: the state store did not let go of this row's claim "
+                                "(%s)", row.line, exc,
+                                extra={"line": row.line, "key": row.key, "event": "state"})
                 self._claim_op[row.key] = None
                 return True
             self._claim_op[row.key] = row.op
             return True
-        if change and isinstance(result, NoMeeting):
+        if change and isinstance(result, NoMeeting | Uncertain):
+            # The store knows no meeting for the key (it predates the store), or holds a doubt
+            # about it: an update or delete is safe to send, unclaimed (a claim let go would
+            # lose what the doubt was about); what it did is recorded after as a fact, which
+            # the store keeps only where it settles something (transitions.MERGE_TABLE).
             self._claimed[row.key] = None
-            self._claim_op[row.key] = None  # sent unclaimed; recorded in the store after
+            self._claim_op[row.key] = None
             return True
         if isinstance(result, AlreadyDone):
             self.stats.skipped += 1
@@ -335,9 +343,14 @@ class Workers(RunState):
                 await self.store.settle(gone.key, self.owner, StoreOutcome.deleted(
                     http_status=404, detail="the update was answered 404: gone in Gong"))
         except Exception as exc:
-            log.warning("line %d: the state store did not take the deletion of meeting %s "
-                        "(%s)", gone.line, gone.meeting_id, exc,
-                        extra={"line": gone.line, "key": gone.key, "event": "state"})
+            # Without the deletion in the store the create cannot be claimed safely: the row
+            # is left for the next sync, which finds the meeting gone again.
+            row = item.row
+            self._finish(Record(row.line, row.key, Status.NOT_SENT, 404, errors=(
+                f"meeting {gone.meeting_id} is gone in Gong (the update was answered 404), "
+                f"and the state store did not take that ({exc}); not created again now: the "
+                "next sync will",), payload_hash=item.digest), row, row.payload)
+            return False
         return await self._claim(item)
 
     def _done(self, item: Send, outcome: Succeeded, attempts: int,

@@ -77,6 +77,14 @@ def ddl(dialect: str) -> list[str]:
             day text NOT NULL,
             used integer NOT NULL,
             PRIMARY KEY (tid, day))""",
+        # What Gong's integration/status said of an organizer, on the day it was asked:
+        # problem NULL is a Gong user whose integration is valid.
+        """CREATE TABLE IF NOT EXISTS organizers (
+            tid integer NOT NULL REFERENCES targets(tid),
+            email text NOT NULL,
+            day text NOT NULL,
+            problem text,
+            PRIMARY KEY (tid, email))""",
     ]
 
 
@@ -92,6 +100,17 @@ SELECT_HISTORY = (f"SELECT {', '.join(HISTORY_COLUMNS)} FROM history WHERE tid =
                   "ORDER BY id")
 RENEW = ("UPDATE keys SET lease_until = ? + lease_s, updated_at = ? WHERE tid = ? AND owner = ? "
          "AND state = 'in_flight' AND lease_until > ?")
+
+
+UPSERT_ORGANIZER = ("INSERT INTO organizers (tid, email, day, problem) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (tid, email) DO UPDATE SET day = excluded.day, "
+                    "problem = excluded.problem")
+ORGANIZER_BATCH = 500
+
+
+def organizers_sql(n: int) -> str:
+    return ("SELECT email, problem FROM organizers WHERE tid = ? AND day = ? AND email IN "
+            f"({', '.join('?' * n)})")
 
 
 def page_sql(with_payload: bool, states: int) -> str:

@@ -7,7 +7,7 @@ import os
 import socket
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -219,6 +219,16 @@ class Store(ABC):
     @abstractmethod
     async def now(self) -> float:
         """The store's clock (epoch seconds)."""
+
+    # organizers checked through integration/status
+    @abstractmethod
+    async def organizers_checked(self, day: str, emails: Sequence[str]) -> dict[str, str | None]:
+        """Of `emails` (lower-cased), those checked on `day`: email -> None (a Gong user
+        whose integration is valid) or what was wrong."""
+
+    @abstractmethod
+    async def record_organizers(self, day: str, checked: Mapping[str, str | None]) -> None:
+        """Keep what `day`'s check said of each organizer (the last check of each wins)."""
 
 
 def as_op(op: Op | str) -> Op:

@@ -11,7 +11,7 @@ One connection per store; the operations of one process take turns on it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -283,6 +283,19 @@ class PostgresStore(Store):
     async def now(self) -> float:
         async with self._lock:
             return await self._now()
+
+    async def organizers_checked(self, day: str, emails: Sequence[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for i in range(0, len(emails), _sql.ORGANIZER_BATCH):
+            batch = emails[i:i + _sql.ORGANIZER_BATCH]
+            rows, _ = await self._read(_sql.organizers_sql(len(batch)), (self._tid, day, *batch))
+            out.update((str(email), problem) for email, problem in rows)
+        return out
+
+    async def record_organizers(self, day: str, checked: Mapping[str, str | None]) -> None:
+        values = [(self._tid, email, day, problem) for email, problem in checked.items()]
+        async with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+            await cur.executemany(_pg(_sql.UPSERT_ORGANIZER), values)
 
 
 def _view(row: Row, now: float, with_payload: bool = True) -> KeyRecord:

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -303,6 +303,22 @@ class SQLiteStore(Store):
 
     async def now(self) -> float:
         return self._clock()
+
+    async def organizers_checked(self, day: str, emails: Sequence[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for i in range(0, len(emails), _sql.ORGANIZER_BATCH):
+            batch = emails[i:i + _sql.ORGANIZER_BATCH]
+            rows = await self._run(self._read, _sql.organizers_sql(len(batch)),
+                                   (self._tid, day, *batch))
+            out.update((str(email), problem) for email, problem in rows)
+        return out
+
+    async def record_organizers(self, day: str, checked: Mapping[str, str | None]) -> None:
+        values = [(self._tid, email, day, problem) for email, problem in checked.items()]
+
+        def tx(c: sqlite3.Connection) -> None:
+            c.executemany(_sql.UPSERT_ORGANIZER, values)
+        await self._run(self._tx, tx)
 
 
 def _view(row: Row, now: float, with_payload: bool = True) -> KeyRecord:

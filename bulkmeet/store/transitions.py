@@ -289,6 +289,11 @@ def decide_claim(row: Row | None, key: str, *, owner: str, op: Op, payload_diges
     new = replace(base, state=State.IN_FLIGHT, op=op, claim_digest=payload_digest,
                   claim_from=state, owner=owner, lease_until=now + lease, lease_s=lease,
                   updated_at=now)
+    if op is Op.CREATE:
+        # A create is about a meeting not made yet: the id of one deleted before must not
+        # stay on the key, or a cut-off create (uncertain) would look like a known meeting
+        # that an update or delete may act on, and its deletion would erase the doubt.
+        new.meeting_id = None
     events.append(Event(key, now, "claim", state, State.IN_FLIGHT, owner=owner, op=op,
                         meeting_id=new.meeting_id, payload_digest=payload_digest))
     return Claimed(key, op, new.meeting_id, state), new, events
