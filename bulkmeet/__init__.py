@@ -1,7 +1,8 @@
 """bulkmeet: turn spreadsheet rows into Gong meetings.
 
 The Python API (see bulkmeet.api) is what the CLI is built on: `run`, `retry`, `sync`, `undo`,
-`plan`, `validate` and `check`, each with an `..._async` twin where it sends, returning typed
+`plan`, `validate` and `check`, each with an `..._async` twin where it sends or reads the
+state store, returning typed
 summaries and raising the exceptions rooted at `BulkmeetError`.
 """
 
@@ -15,6 +16,7 @@ from .api import (
     check,
     check_async,
     plan,
+    plan_async,
     retry,
     retry_async,
     run,
@@ -62,6 +64,7 @@ __all__ = [
     "check",
     "check_async",
     "plan",
+    "plan_async",
     "retry",
     "retry_async",
     "run",

@@ -199,21 +199,43 @@ def plan(input: PathLike, *, ledger: PathLike | None = None,
     """`bulkmeet plan`: what a sync would change to make Gong match `input`, compared with the
     state store (or, deprecated, an old `ledger` file). Sends nothing."""
     cfg = settings(config, **flags)
-    return asyncio.run(_plan(cfg, input, ledger, prune=prune,
+    path = str(ledger) if ledger is not None else cfg.ledger
+    if path:  # a file: nothing to wait for, and callable from inside an event loop
+        return _plan_ledger(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
+                            sheet=sheet)
+    return asyncio.run(_plan(cfg, input, None, prune=prune,
                              resend_uncertain=resend_uncertain, sheet=sheet))
+
+
+async def plan_async(input: PathLike, *, ledger: PathLike | None = None,
+                     config: PathLike | Config | None = None, prune: bool = False,
+                     resend_uncertain: bool = False, sheet: str | None = None,
+                     **flags: Any) -> Plan:
+    """`plan` for callers with their own event loop (the state store is read on it)."""
+    cfg = settings(config, **flags)
+    return await _plan(cfg, input, ledger, prune=prune, resend_uncertain=resend_uncertain,
+                       sheet=sheet)
+
+
+def _plan_ledger(cfg: Config, input: PathLike, path: str, *, prune: bool,
+                 resend_uncertain: bool, sheet: str | None) -> Plan:
+    from .ledger import warn_deprecated
+    from .reconcile import read_plan
+
+    warn_deprecated(path)
+    return read_plan(cfg, str(input), path, prune=prune, resend_uncertain=resend_uncertain,
+                     sheet=sheet)
 
 
 async def _plan(cfg: Config, input: PathLike, ledger: PathLike | None, *, prune: bool,
                 resend_uncertain: bool, sheet: str | None) -> Plan:
-    from .ledger import warn_deprecated
     from .reconcile import read_plan
     from .reconcile.known import known_of_store
 
     path = str(ledger) if ledger is not None else cfg.ledger
     if path:
-        warn_deprecated(path)
-        return read_plan(cfg, str(input), path, prune=prune, resend_uncertain=resend_uncertain,
-                         sheet=sheet)
+        return _plan_ledger(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
+                            sheet=sheet)
     known = await known_of_store(cfg)
     try:
         return read_plan(cfg, str(input), None, prune=prune, resend_uncertain=resend_uncertain,

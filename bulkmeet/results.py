@@ -298,7 +298,9 @@ def iter_entries(path: str | Path, warnings: list[str]) -> Iterator[dict[str, An
     """Every entry of a results file, JSONL or CSV; a torn or unreadable line gives a warning."""
     p = Path(path)
     try:
-        f = open(p, encoding="utf-8", newline="")  # noqa: SIM115
+        # errors="replace": a process killed mid-write can leave half a UTF-8 character at the
+        # end; that line is then torn JSON (a warning), not a UnicodeDecodeError.
+        f = open(p, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115
     except OSError as exc:
         raise InputError(f"cannot read results file {path}: {exc.strerror or exc}") from None
     with f:

@@ -29,7 +29,8 @@ def test_the_public_names_are_pinned() -> None:
     assert sorted(bulkmeet.__all__) == sorted([
         "EXIT_MEANINGS", "AuthError", "BulkmeetError", "Config", "ConfigError", "InputError",
         "JournalError", "QuotaExhausted", "Record", "RunSummary", "Status", "Unreachable",
-        "UsageError", "ValidateSummary", "__version__", "check", "check_async", "plan", "retry",
+        "UsageError", "ValidateSummary", "__version__", "check", "check_async", "plan",
+        "plan_async", "retry",
         "retry_async", "run", "run_async", "settings", "sync", "sync_async", "undo",
         "undo_async", "validate"])
     for name in bulkmeet.__all__:
@@ -121,6 +122,25 @@ def test_plan_sync_and_undo_from_python(tmp_path: Path, env: None,
         undone = bulkmeet.undo(done.results, ledger=ledger, rate=1000)
         assert undone.counts == {"deleted": 3}
         assert sb.state.meetings == {}
+
+
+def test_plan_and_sync_from_python_against_the_state_store(
+        tmp_path: Path, env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ledger: the store is the memory; `plan_async` on the caller's loop, `plan` with an
+    old ledger from inside a running loop too (a notebook's)."""
+    state = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(3)])
+    with SandboxThread(SandboxSettings(rate=None)) as sb:
+        monkeypatch.setenv("GONG_BASE_URL", sb.url)
+        assert len(bulkmeet.plan(src, state=state).changes) == 3
+        assert bulkmeet.sync(src, state=state, rate=1000).counts == {"created": 3}
+
+        async def in_a_loop() -> tuple[bool, int]:
+            by_store = await bulkmeet.plan_async(src, state=state)
+            by_ledger = bulkmeet.plan(src, ledger=tmp_path / "old.jsonl")
+            return by_store.pending, len(by_ledger.changes)
+
+        assert asyncio.run(in_a_loop()) == (False, 3)
 
 
 def test_the_readme_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -119,3 +119,20 @@ def test_the_torn_tail_is_found_from_the_end_in_any_block_size(tmp_path: Path,
                        (b"a\nb\n" + b"x" * 50, 4), (b"\n\n", 2)]:
         path.write_bytes(text)
         assert _after_last_newline(path, block) == want, (text, block)
+
+
+@pytest.mark.parametrize("in_memory_bytes", [None, 0])
+def test_a_tail_torn_inside_a_utf8_character_is_a_torn_line(tmp_path: Path,
+                                                            in_memory_bytes: int | None) -> None:
+    """A kill can cut a line inside a multi-byte character: the resume warns of a torn last
+    line, as for any other cut, instead of failing on the decoding."""
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b'{"line":2,"key":"a","status":"created","meetingId":"1"}\n'
+                     b'{"line":3,"key":"b","status":"failed","errors":["caf\xc3')
+    prior = open_prior(path, in_memory_bytes=in_memory_bytes)
+    try:
+        a = prior.get("a")
+        assert a is not None and a.exists and prior.get("b") is None
+        assert any("last line is incomplete" in w for w in prior.warnings)
+    finally:
+        prior.close()

@@ -105,9 +105,15 @@ class KnownIndex:
 
     def get(self, key: str) -> LedgerEntry | None:
         assert self._db is not None
-        found = self._db.execute("UPDATE known SET named = 1 WHERE key = ? RETURNING entry",
+        # A SELECT, then an UPDATE: UPDATE ... RETURNING needs SQLite 3.35, and a Python may
+        # be built with an older one (Debian 11 ships 3.34).
+        found = self._db.execute("SELECT entry, named FROM known WHERE key = ?",
                                  (key,)).fetchone()
-        return _load(found[0]) if found is not None else None
+        if found is None:
+            return None
+        if not found[1]:
+            self._db.execute("UPDATE known SET named = 1 WHERE key = ?", (key,))
+        return _load(found[0])
 
     def unnamed(self) -> Iterator[tuple[str, LedgerEntry]]:
         assert self._db is not None
