@@ -74,6 +74,8 @@ class Config:
     # Gong host, none for the sandbox or a server on this machine.
     state: str | None = None
     state_must_exist: bool = False  # refuse to start on a new or empty store (a lost CI cache)
+    # Ask integration/status about organizers not checked today before a run sends (with a store)
+    check_organizers: bool = True
     claim_lease: float = DEFAULT_CLAIM_LEASE  # seconds a claim holds without being renewed
     # display
     status_interval: float = DEFAULT_STATUS_INTERVAL
@@ -299,6 +301,7 @@ def validate(cfg: Config, *, source: str) -> Config:
     for name in ("concurrency", "queue_size", "max_attempts", "daily_budget"):
         _check_type(cfg, name, (int,), source)
     _check_type(cfg, "rate_auto", (bool,), source)
+    _check_type(cfg, "check_organizers", (bool,), source)
     positive = ("rate", "rate_ceiling", "rate_floor", "concurrency", "queue_size", "max_attempts",
                 "request_timeout", "status_interval")
     for name in positive:

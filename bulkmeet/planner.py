@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import Config
 from .errors import InputError
@@ -218,6 +218,7 @@ class Estimate:
     seconds: float | None
     budget_left: int | None
     budget: int
+    organizers: dict[str, int] = field(default_factory=dict)  # lower-cased -> rows to send
 
     def lines(self) -> list[str]:
         rows = f"{self.rows} row{'' if self.rows == 1 else 's'}"
@@ -242,13 +243,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def count_work(work: Iterable[Work]) -> tuple[int, int, int, int]:
-    """(rows, to send, invalid, settled by earlier runs) of a stream of work."""
+def count_work(work: Iterable[Work], organizers: dict[str, int] | None = None,
+               ) -> tuple[int, int, int, int]:
+    """(rows, to send, invalid, settled by earlier runs) of a stream of work; `organizers`
+    (when given) counts the rows to create of each organizer (lower-cased)."""
     rows = to_send = invalid = done = 0
     for item in work:
         rows += 1
         if isinstance(item, Send):
             to_send += 1
+            if organizers is not None and item.row.op == "create" and item.row.payload:
+                email = str(item.row.payload.get("organizerEmail") or "").lower()
+                organizers[email] = organizers.get(email, 0) + 1
         elif isinstance(item, Known) or item.decision is not None:
             done += 1
         elif item.record.status is Status.INVALID:

@@ -179,6 +179,7 @@ async def ask_gong(
     quota: DailyQuota | None = None,
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
+    before_call: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Fill in what Gong says of each organizer of `report`, and its requests, answered and
     error. With no organizers it still asks once, with no emails, to prove the credentials.
@@ -195,6 +196,8 @@ async def ask_gong(
             if quota is not None:
                 quota.spend()
                 quota.save()  # a call every 100 organizers: save each one as it goes
+            if before_call is not None:  # a run's shared slot and count (the state store)
+                await before_call()
             report.requests += 1
             answer = await client.integration_status([o.email for o in batch])
             if not isinstance(answer, Retryable | Lost) or answer.http_status is not None:

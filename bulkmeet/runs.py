@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,14 @@ from .planner import Estimate, Planner, Work, count_work, read_input, small_file
 from .prior import Prior, open_prior
 from .quota import quota_for
 from .results import ResultsWriter
-from .session import Session, Target, credentials_for, open_session, target_label
+from .session import (
+    Session,
+    Target,
+    credentials_for,
+    open_session,
+    state_url,
+    target_label,
+)
 
 log = logging.getLogger("bulkmeet")
 
@@ -138,8 +145,10 @@ async def send(
     stop: asyncio.Event | None = None,
     hard_stop: asyncio.Event | None = None,
     on_start: OnStart | None = None,
+    organizers: Mapping[str, int] | None = None,
 ) -> RunStats:
-    """Open the session and send `plan` through one engine; the journal is closed after."""
+    """Open the session and send `plan` through one engine; the journal is closed after.
+    `organizers` (lower-cased email -> rows to create) are checked first (engine.precheck)."""
     credentials = credentials_for(opts.target)  # a missing credential stops before anything
     stats: RunStats | None = None
     try:
@@ -149,8 +158,18 @@ async def send(
                             hard_stop=hard_stop)
             if on_start is not None:
                 on_start(engine.stats, session)
+            checks = 0
+            if organizers and cfg.check_organizers:
+                from .engine.precheck import check_organizers
+
+                try:
+                    checks = await check_organizers(session, engine.organizers, organizers)
+                except Exception as exc:  # a store fault: the rows find out one by one
+                    log.warning("organizers not checked before sending: %s", exc,
+                                extra={"event": "check"})
             try:
                 stats = await engine.run(plan, blocking=blocking)
+                stats.requests += checks
             finally:
                 # The engine's own stats object: the display holds on to it.
                 stats = engine.stats
@@ -168,9 +187,16 @@ async def run_input(
     stop: asyncio.Event | None = None,
     hard_stop: asyncio.Event | None = None,
     on_start: OnStart | None = None,
+    organizers: Mapping[str, int] | None = None,
 ) -> RunStats:
-    """`bulkmeet run`: read and map the input, plan it by the resume rules, send the rest."""
+    """`bulkmeet run`: read and map the input, plan it by the resume rules, send the rest.
+    `organizers` are the input's (from `estimate`, which the CLI makes anyway); None: they are
+    gathered here when the organizer check may need them."""
     target = target_label(cfg, opts.target, credentials_for(opts.target))
+    if organizers is None and cfg.check_organizers and \
+            state_url(cfg, opts.target) is not None:
+        est = estimate(cfg, opts)
+        organizers = est.organizers if est is not None else None
     mapper = Mapper.from_config(cfg)
     raws = read_input(cfg, opts.input, mapper, sheet=opts.sheet)
     try:
@@ -192,7 +218,7 @@ async def run_input(
     try:
         return await send(cfg, opts, planner.plan(raws), journal, blocking=blocking,
                           listeners=listeners, stop=stop, hard_stop=hard_stop,
-                          on_start=on_start)
+                          on_start=on_start, organizers=organizers)
     finally:
         if not blocking:
             # A pipe's reader thread may still be blocked in a read of it: closing the file
@@ -243,9 +269,10 @@ def estimate(cfg: Config, opts: RunOptions) -> Estimate | None:
     mapper = Mapper.from_config(cfg)
     planner = Planner(mapper, prior=prior, ledger=ledger,
                       resend_uncertain=opts.resend_uncertain, quiet=True)
+    organizers: dict[str, int] = {}
     try:
         with read_input(cfg, opts.input, mapper, sheet=opts.sheet) as raws:
-            rows, to_send, invalid, done = count_work(planner.plan(raws))
+            rows, to_send, invalid, done = count_work(planner.plan(raws), organizers)
     finally:
         planner.close()
         if prior is not None:
@@ -253,4 +280,5 @@ def estimate(cfg: Config, opts: RunOptions) -> Estimate | None:
     rate = None if cfg.rate_auto else cfg.rate * (1 - cfg.rate_margin)
     seconds = to_send / rate if rate else None
     budget_left = None if opts.sandbox else quota_for(cfg).remaining
-    return Estimate(rows, to_send, invalid, done, seconds, budget_left, cfg.daily_budget)
+    return Estimate(rows, to_send, invalid, done, seconds, budget_left, cfg.daily_budget,
+                    organizers)

@@ -114,9 +114,12 @@ def test_two_runs_share_the_companys_rate(tmp_path: Path) -> None:
                         "--rate", "3") for src in (a, b)]
         for p in procs:
             p.communicate(timeout=120)
+        # Every call: the creates, and each run's organizer check (integration/status), which
+        # takes its slot from the store like a create.
         times = sorted(r.time for r in sb.state.log if r.method == "POST")
+        creates = sb.state.creates
     assert sb.state.rate_limited == 0
-    assert len(times) == 30
+    assert creates == 30 and 30 < len(times) <= 32
     rate = (len(times) - 1) / (times[-1] - times[0])
     assert rate >= 2.85, rate
 
@@ -179,3 +182,54 @@ def test_the_store_is_on_by_default_for_gong_and_off_for_local_servers() -> None
     assert state_url(gong, Target(sandbox=True)) is None
     assert state_url(gong.replace(state="off"), Target()) is None
     assert state_url(local.replace(state="sqlite:///s.db"), Target()) == "sqlite:///s.db"
+
+
+def test_organizers_are_checked_once_a_day_before_sending(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """100 rows, 10 of them an organizer Gong does not know: with a state store the run asks
+    integration/status once (one call for both organizers), sends the 90 that can pass and
+    records the 10 failed without a request. The next run that day asks nothing (the answers
+    are kept in the store); --no-check sends a probe create instead."""
+    from click.testing import CliRunner
+
+    from bulkmeet.cli import main
+
+    rows = [meeting_row(i, organizer="x@unknown.example" if i % 10 == 0 else
+                        "ana@seller.example") for i in range(100)]
+    src = write_csv(tmp_path / "in.csv", rows)
+    state = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    with SandboxThread(SandboxSettings(rate=None)) as sb:
+        monkeypatch.setenv("GONG_BASE_URL", sb.url)
+
+        def calls(path: str) -> int:
+            return sum(1 for r in sb.state.log if r.path.endswith(path) and r.status == 200)
+
+        res = CliRunner().invoke(main, ["run", str(src), "--state", state, "--rate", "1000"])
+        assert res.exit_code == 1, res.output
+        assert calls("/integration/status") == 1
+        assert sb.state.creates == 90 and len(sb.state.log) == 91  # no create of x's
+        failed = [r for r in finals(tmp_path / "in.results.jsonl") if r["status"] == "failed"]
+        assert len(failed) == 10
+        assert all("integration/status says this organizer is not a Gong user" in r["errors"][0]
+                   for r in failed)
+        assert "not a Gong user, by integration/status: 1 organizer (x@unknown.example)" in \
+            res.stderr
+
+        more = write_csv(tmp_path / "more.csv",
+                         [meeting_row(i, organizer="x@unknown.example") for i in range(200, 203)]
+                         + [meeting_row(i) for i in range(203, 206)])
+        before = len(sb.state.log)
+        res = CliRunner().invoke(main, ["run", str(more), "--state", state, "--rate", "1000"])
+        assert res.exit_code == 1, res.output
+        assert calls("/integration/status") == 1  # asked already today
+        assert len(sb.state.log) == before + 3  # ana's three rows only
+
+        res = CliRunner().invoke(main, ["run", str(more), "--state", state, "--rate", "1000",
+                                        "--no-check", "--out", str(tmp_path / "again.jsonl")])
+        assert calls("/integration/status") == 1
+        statuses = Counter(r["status"] for r in finals(tmp_path / "again.jsonl"))
+        assert statuses == {"skipped": 3, "failed": 3}  # ana's done; x's probe answered 404
+        assert len(sb.state.log) == before + 4

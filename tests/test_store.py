@@ -341,3 +341,28 @@ def test_wall_clock_lease_is_seconds(store_url: str) -> None:
         assert got is not None and got.lease_until is not None
         assert before + 59 < got.lease_until < time.time() + 61
     run(store_url, body)
+
+
+def test_organizer_checks_are_kept_per_day_and_per_target(store_url: str) -> None:
+    """What integration/status said of an organizer is found again on the same day only, the
+    last answer wins, and another target never reads it; more than one batch of emails."""
+    target = fresh_target()
+    emails = [f"rep{i}@seller.example" for i in range(1200)]
+
+    async def body(s: Store) -> None:
+        assert await s.organizers_checked("2026-12-03", emails) == {}
+        await s.record_organizers("2026-12-03", {e: None for e in emails}
+                                  | {"x@unknown.example": "not a Gong user"})
+        got = await s.organizers_checked("2026-12-03", [*emails, "x@unknown.example", "new@x.y"])
+        assert len(got) == 1201 and got["x@unknown.example"] == "not a Gong user"
+        assert got["rep1199@seller.example"] is None
+        assert await s.organizers_checked("2026-12-04", emails[:3]) == {}  # a new day
+        await s.record_organizers("2026-12-04", {"x@unknown.example": None})  # added since
+        assert await s.organizers_checked("2026-12-04", ["x@unknown.example"]) == {
+            "x@unknown.example": None}
+
+    async def other(s: Store) -> None:
+        assert await s.organizers_checked("2026-12-04", ["x@unknown.example"]) == {}
+
+    run(store_url, body, target)
+    run(store_url, other, fresh_target())

@@ -48,14 +48,17 @@ if TYPE_CHECKING:
               "may or may not have created a meeting.")
 @click.option("--errors-out", help="After the run, write the rows that failed or are invalid "
               "here, in the input's format and columns plus an `error` column.")
+@click.option("--no-check", "no_check", is_flag=True, help="Do not ask Gong's "
+              "integration/status about the organizers before sending (config: "
+              "check_organizers).")
 @sending_options
 @state_options
 @output_options
 def run(input: str, config_path: str | None, preset: str | None, organizer: str | None,
         tz: str | None, fmt: str | None, sheet: str | None, out: str | None,
         ledger: str | None, fresh: bool, resend_uncertain: bool, errors_out: str | None,
-        rate: str | None, reserve: str | None, concurrency: int | None, insecure: bool,
-        sandbox: bool,
+        no_check: bool, rate: str | None, reserve: str | None, concurrency: int | None,
+        insecure: bool, sandbox: bool,
         sandbox_rate: float, state: str | None, state_must_exist: bool | None, quiet: bool,
         status_interval: float | None, junit: str | None, summary_path: str | None,
         log_level: str, log_format: str) -> None:
@@ -76,6 +79,8 @@ def run(input: str, config_path: str | None, preset: str | None, organizer: str 
                                   status_interval=status_interval, state=state,
                                   state_must_exist=state_must_exist, reserve=reserve,
                                   **parse_rate(rate))
+        if no_check:
+            cfg = cfg.replace(check_organizers=False)
         if not quiet:
             echo_notes(notes)
         warn_fast_rate(cfg, sandbox=sandbox)
@@ -110,7 +115,8 @@ async def _run_async(cfg: Config, opts: RunOptions, errors_out: str | None = Non
 
     async def send(stop: asyncio.Event, hard: asyncio.Event) -> RunStats:
         return await run_input(cfg, opts, stop=stop, hard_stop=hard,
-                               on_start=outputs.on_start, listeners=outputs.listeners())
+                               on_start=outputs.on_start, listeners=outputs.listeners(),
+                               organizers=est.organizers if est is not None else None)
 
     return await carry_out(send, out=opts.out, outputs=outputs,
                            after=errors_out_step(cfg, opts, errors_out))

@@ -26,6 +26,10 @@ class Refusal:
     message: str
 
     def error(self) -> str:
+        if self.line == 0:  # found before sending (integration/status)
+            return (f"not sent: Gong's integration/status says this organizer is "
+                    f"{self.message}; every row of theirs would fail. Add them in Gong (or fix "
+                    "the email), then `bulkmeet retry`")
         return (f"not sent: Gong refused this organizer on line {self.line} ({self.message}); "
                 "every row of theirs would fail the same way. Add them in Gong (or fix the "
                 "email), then `bulkmeet retry`")
@@ -75,6 +79,10 @@ class OrganizerMemo:
             self._refused.setdefault(key, Refusal(line, message))
         elif isinstance(outcome, Succeeded):
             self._known.add(key)
+
+    def refuse_checked(self, organizer: str, message: str) -> None:
+        """Gong said before the run that `organizer` is not a user: no row of theirs is sent."""
+        self._refused.setdefault(organizer.lower(), Refusal(0, message))
 
     def release(self, organizer: str) -> None:
         """The probe is finished: the organizer's waiting rows go on (one becomes the next
