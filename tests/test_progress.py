@@ -209,6 +209,10 @@ def test_pipe_gets_status_lines_without_escape_codes(tmp_path: Path,
     status = [m for m in map(STATUS.match, res.stderr.splitlines()) if m]
     assert status, res.stderr
     assert all(m.group(2) == "8" for m in status[-1:])  # the total was counted
+    # The lines follow the run: rows done and created grow (they once stayed at 0, the display
+    # holding a stats object the run had replaced).
+    assert max(int(m.group(1)) for m in status) > 0
+    assert max(int(m.group(3)) for m in status) > 0
     assert "\x1b" not in res.stderr
     assert "8 created" in res.stderr
 

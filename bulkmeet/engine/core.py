@@ -42,8 +42,12 @@ class Engine(Feed, Workers):
     """
 
     async def run(self, work: Iterable[Work], *, blocking: bool = False) -> RunStats:
-        """Send `work` (read in a thread when `blocking`: a pipe) and return this run's stats."""
-        self.stats = RunStats()
+        """Send `work` (read in a thread when `blocking`: a pipe) and return this run's stats.
+        The first run fills the stats object the engine was made with (the one a display was
+        given before the run); a later run gets one of its own."""
+        if self._ran:
+            self.stats = RunStats()
+        self._ran = True
         self._drain = None
         self.breaker = Breaker(paused_at_success=self.gate.paused_seconds)
         self._wake.clear()

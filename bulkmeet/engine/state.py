@@ -58,6 +58,7 @@ class RunState:
         self.hard_stop = hard_stop or asyncio.Event()
         self.rng = rng or random.Random()
         self.stats = RunStats()
+        self._ran = False  # whether run() has used `stats` already
         self.breaker = Breaker()
         self._busy: set[asyncio.Task[None]] = set()  # workers with a row in hand
         self._drain: tuple[Status, str] | None = None
