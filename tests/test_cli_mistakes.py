@@ -138,3 +138,22 @@ def test_sandbox_bad_address_is_one_line(argv: list[str]) -> None:
     assert "Traceback" not in res.stderr
     assert res.exit_code == 2, (res.exception, res.output)
     assert "loopback only" in res.stderr or "not in the range" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("command", ["state show", "run", "plan"])
+def test_a_state_store_that_cannot_be_reached_is_one_line_without_its_password(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    """A PostgreSQL URL whose server refuses (nothing listens on port 1): one line naming the
+    store with its password masked, exit 2, no traceback, nothing sent."""
+    pytest.importorskip("psycopg")
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    src = write_csv(tmp_path / "in.csv", [meeting_row(0)])
+    argv = [*command.split(), *([] if command == "state show" else [str(src)]),
+            "--state", "postgresql://team:s3cr3t-pw@127.0.0.1:1/bulkmeet"]
+    res = CliRunner().invoke(main, argv)
+    assert res.exit_code == 2, res.output
+    assert "s3cr3t-pw" not in res.output and "Traceback" not in res.output
+    assert "cannot open the state store postgresql://team:***@127.0.0.1:1/bulkmeet" in \
+        res.stderr

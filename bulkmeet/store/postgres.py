@@ -57,6 +57,17 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}:***@{netloc}", parts.path, parts.query, ""))
 
 
+def _cannot_open(url: str, exc: Exception) -> Exception:
+    """One line for a server that refuses or cannot be reached; never the URL's password."""
+    from ..errors import ConfigError
+
+    text = " ".join(str(exc).split())
+    password = urlsplit(url).password
+    if password:
+        text = text.replace(password, "***")
+    return ConfigError(f"cannot open the state store {redact(url)}: {text}")
+
+
 class PostgresStore(Store):
     def __init__(self, conn: Any, url: str, target: Target) -> None:
         self._conn = conn
@@ -72,11 +83,17 @@ class PostgresStore(Store):
             from ..errors import ConfigError
             raise ConfigError("a postgresql:// state needs psycopg: "
                               "pip install 'bulkmeet[postgres]'")
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True,
-                                                     connect_timeout=int(connect_timeout))
+        try:
+            conn = await psycopg.AsyncConnection.connect(url, autocommit=True,
+                                                         connect_timeout=int(connect_timeout))
+        except psycopg.Error as exc:
+            raise _cannot_open(url, exc) from None
         store = cls(conn, url, target)
         try:
             await store._setup()
+        except psycopg.Error as exc:
+            await conn.close()
+            raise _cannot_open(url, exc) from None
         except BaseException:
             await conn.close()
             raise
