@@ -30,6 +30,7 @@ from bulkmeet.store.transitions import (
     decide_claim,
     decide_merge,
     decide_settle,
+    observe,
 )
 
 STATES: list[State | None] = [None, *State]
@@ -246,3 +247,27 @@ def test_target_identity() -> None:
     b = Target.for_bearer("https://user:pw@api.gong.io/?q=1", "s3cret-token")
     assert "s3cret" not in repr(b) + b.label + b.id and "pw" not in b.base_url
     assert b.base_url == "https://api.gong.io"
+
+
+def test_a_create_on_a_deleted_key_keeps_its_old_meeting_until_it_ends_in_doubt() -> None:
+    """A 429 or 5xx lets the claim go: the key is deleted again with the id of the meeting that
+    was deleted (so importing that meeting's old `created` record changes nothing). Cut off,
+    the create is a doubt without any id: no update or delete can act on the old meeting as
+    if it were the key's."""
+    deleted = row(State.DELETED)
+    assert deleted is not None and deleted.meeting_id == "m1"
+    _, claimed, _ = decide_claim(deleted, "k", owner="me", op=Op.CREATE, payload_digest="new",
+                                 lease=5, resend_uncertain=False, now=NOW)
+    assert claimed is not None
+    released, _ = decide_settle(claimed, "k", "me", Outcome.not_created(429), NOW + 1)
+    assert (released.state, released.meeting_id) == (State.DELETED, "m1")
+    again, _ = decide_merge(released, Row("k", State.CREATED, meeting_id="m1"), NOW + 2, "import")
+    assert again is None  # nothing changes: m1 is the meeting deleted
+    cut, _ = decide_settle(claimed, "k", "me", Outcome.uncertain(), NOW + 1)
+    assert (cut.state, cut.meeting_id) == (State.UNCERTAIN, None)
+    expired, _ = observe(claimed, NOW + 10)
+    assert expired is not None and (expired.state, expired.meeting_id) == (State.UNCERTAIN, None)
+    for op in (Op.UPDATE, Op.DELETE):
+        result, _, _ = decide_claim(expired, "k", owner="me", op=op, payload_digest="x", lease=5,
+                                    resend_uncertain=True, now=NOW + 11)
+        assert isinstance(result, NoMeeting), (op, result)

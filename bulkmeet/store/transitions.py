@@ -240,12 +240,21 @@ class NoMeeting:
 ClaimResult = Claimed | AlreadyDone | HeldBy | Uncertain | RefusedSamePayload | NoMeeting
 
 
+# _doubt_of_a_create: a create cut off (uncertain) is about a meeting nobody knows the id of.
+# The id of a meeting deleted before, which the key kept through the claim (a claim let go
+# returns to it), is dropped then: otherwise the doubt would look like a known meeting that an
+# update or delete may act on, and deleting that old meeting (404: gone) would settle the key
+# deleted and erase the doubt, letting the next run create it twice.
+
+
 def observe(row: Row | None, now: float) -> tuple[Row | None, Event | None]:
     """A claim whose lease ran out (its owner died, maybe mid-request) is uncertain from now on."""
     if row is None or row.state is not State.IN_FLIGHT or row.lease_until is None \
             or row.lease_until > now:
         return row, None
     new = replace(row, state=State.UNCERTAIN, updated_at=now)
+    if row.op is Op.CREATE:
+        new.meeting_id = None  # see _doubt_of_a_create
     return new, Event(row.key, now, "lease_expired", State.IN_FLIGHT, State.UNCERTAIN,
                       owner=row.owner, op=row.op, meeting_id=row.meeting_id,
                       payload_digest=row.claim_digest)
@@ -289,11 +298,6 @@ def decide_claim(row: Row | None, key: str, *, owner: str, op: Op, payload_diges
     new = replace(base, state=State.IN_FLIGHT, op=op, claim_digest=payload_digest,
                   claim_from=state, owner=owner, lease_until=now + lease, lease_s=lease,
                   updated_at=now)
-    if op is Op.CREATE:
-        # A create is about a meeting not made yet: the id of one deleted before must not
-        # stay on the key, or a cut-off create (uncertain) would look like a known meeting
-        # that an update or delete may act on, and its deletion would erase the doubt.
-        new.meeting_id = None
     events.append(Event(key, now, "claim", state, State.IN_FLIGHT, owner=owner, op=op,
                         meeting_id=new.meeting_id, payload_digest=payload_digest))
     return Claimed(key, op, new.meeting_id, state), new, events
@@ -369,6 +373,8 @@ def decide_settle(row: Row | None, key: str, owner: str, outcome: Outcome, now: 
     assert state is not None
     new = replace(row, state=state, owner=None, lease_until=None, lease_s=None,
                   http_status=outcome.http_status, updated_at=now)
+    if state is State.UNCERTAIN and row.op is Op.CREATE:
+        new.meeting_id = None  # see _doubt_of_a_create
     if outcome.state in (State.CREATED, State.UPDATED):
         new.meeting_id = outcome.meeting_id or row.meeting_id
         new.payload_digest = row.claim_digest
