@@ -218,7 +218,7 @@ class Estimate:
     seconds: float | None
     budget_left: int | None
     budget: int
-    organizers: dict[str, int] = field(default_factory=dict)  # lower-cased -> rows to send
+    organizers: dict[str, int] = field(default_factory=dict)  # organizer -> rows to create
 
     def lines(self) -> list[str]:
         rows = f"{self.rows} row{'' if self.rows == 1 else 's'}"
@@ -246,15 +246,18 @@ def _duration(seconds: float) -> str:
 def count_work(work: Iterable[Work], organizers: dict[str, int] | None = None,
                ) -> tuple[int, int, int, int]:
     """(rows, to send, invalid, settled by earlier runs) of a stream of work; `organizers`
-    (when given) counts the rows to create of each organizer (lower-cased)."""
+    (when given) counts the rows to create of each organizer (as first spelt, one entry
+    whatever the case)."""
     rows = to_send = invalid = done = 0
+    spellings: dict[str, str] = {}
     for item in work:
         rows += 1
         if isinstance(item, Send):
             to_send += 1
             if organizers is not None and item.row.op == "create" and item.row.payload:
-                email = str(item.row.payload.get("organizerEmail") or "").lower()
-                organizers[email] = organizers.get(email, 0) + 1
+                email = str(item.row.payload.get("organizerEmail") or "")
+                spelt = spellings.setdefault(email.lower(), email)  # the first spelling
+                organizers[spelt] = organizers.get(spelt, 0) + 1
         elif isinstance(item, Known) or item.decision is not None:
             done += 1
         elif item.record.status is Status.INVALID:

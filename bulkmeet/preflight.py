@@ -153,8 +153,12 @@ def _apply_answer(batch: Sequence[Organizer], body: Any) -> None:
         if user is None:
             organizer.error = "Gong's answer does not mention this address"
             continue
-        organizer.exists = user.get("exists") is True
-        organizer.valid = organizer.exists and user.get("valid") is True
+        exists = user.get("exists")
+        if not isinstance(exists, bool):  # not said: not taken for a "no"
+            organizer.error = "Gong's answer does not say whether this address is a Gong user"
+            continue
+        organizer.exists = exists
+        organizer.valid = exists and user.get("valid") is True
         if not organizer.ok:
             organizer.error = _text(user.get("userFacingError")) or (
                 "Gong gave no reason" if organizer.exists else None)
@@ -180,6 +184,7 @@ async def ask_gong(
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
     before_call: Callable[[], Awaitable[None]] | None = None,
+    on_pause: Callable[[float], Awaitable[Any]] | None = None,
 ) -> None:
     """Fill in what Gong says of each organizer of `report`, and its requests, answered and
     error. With no organizers it still asks once, with no emails, to prove the credentials.
@@ -211,6 +216,8 @@ async def ask_gong(
             step = next_step(answer, failures=failures, cfg=cfg, rand=rng.random())
             if isinstance(step, Pause):
                 gate.pause(step.seconds)
+                if on_pause is not None:  # every process sharing the store waits too
+                    await on_pause(step.seconds)
                 continue
             if isinstance(step, Again):
                 failures += 1

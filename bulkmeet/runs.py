@@ -158,18 +158,12 @@ async def send(
                             hard_stop=hard_stop)
             if on_start is not None:
                 on_start(engine.stats, session)
-            checks = 0
+            checks = [0]
             if organizers and cfg.check_organizers:
-                from .engine.precheck import check_organizers
-
-                try:
-                    checks = await check_organizers(session, engine.organizers, organizers)
-                except Exception as exc:  # a store fault: the rows find out one by one
-                    log.warning("organizers not checked before sending: %s", exc,
-                                extra={"event": "check"})
+                await _check_first(session, engine, organizers, checks)
             try:
                 stats = await engine.run(plan, blocking=blocking)
-                stats.requests += checks
+                stats.requests += checks[0]
             finally:
                 # The engine's own stats object: the display holds on to it.
                 stats = engine.stats
@@ -177,6 +171,38 @@ async def send(
         return stats
     finally:
         close_journals(journal, stats)
+
+
+CHECK_TIMEOUT = 120.0  # seconds the organizer check may take before the run goes on without it
+
+
+async def _check_first(session: Session, engine: Engine, organizers: Mapping[str, int],
+                       tally: list[int]) -> None:
+    """The organizer check (engine.precheck), cut short by a stop (Ctrl-C, SIGTERM: the run
+    then records what it must and ends) or after CHECK_TIMEOUT; a store fault only skips it."""
+    from .engine.precheck import check_organizers
+
+    checking = asyncio.ensure_future(check_organizers(session, engine.organizers, organizers,
+                                                      tally))
+    stopping = asyncio.ensure_future(engine.stop.wait())
+    try:
+        done, _ = await asyncio.wait({checking, stopping}, timeout=CHECK_TIMEOUT,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        checking.cancel()
+        raise
+    finally:
+        stopping.cancel()
+    if checking not in done:
+        checking.cancel()
+        await asyncio.gather(checking, return_exceptions=True)
+        if not engine.stop.is_set():
+            log.warning("the organizer check took over %.0fs; sending without it",
+                        CHECK_TIMEOUT, extra={"event": "check"})
+        return
+    exc = checking.exception()
+    if exc is not None:  # a store fault: the rows find out one by one
+        log.warning("organizers not checked before sending: %s", exc, extra={"event": "check"})
 
 
 async def run_input(

@@ -394,3 +394,16 @@ def test_resume_rules_a_cut_off_update_is_not_a_create_in_doubt() -> None:
     doubt = LedgerEntry(in_flight=True, in_flight_op="create")
     assert decide(row, "d", None, doubt, resend_uncertain=False) is Decision.IN_FLIGHT
     assert decide(row, "d", None, doubt, resend_uncertain=True) is Decision.SEND
+
+
+def test_an_answer_that_does_not_say_exists_is_no_verdict() -> None:
+    """integration/status entries without `exists` (or with a non-boolean one) leave the
+    organizer unchecked: the run's check must not take silence for "not a Gong user"."""
+    from bulkmeet.preflight import Organizer, _apply_answer
+
+    batch = [Organizer("a@x.example"), Organizer("b@x.example"), Organizer("c@x.example")]
+    _apply_answer(batch, {"users": [{"email": "a@x.example", "valid": True},
+                                    {"email": "B@x.example", "exists": "yes"},
+                                    {"email": "c@x.example", "exists": False}]})
+    assert [o.exists for o in batch] == [None, None, False]
+    assert batch[0].problem == "not checked" and batch[2].problem == "not a Gong user"

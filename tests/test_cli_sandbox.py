@@ -119,3 +119,19 @@ def test_the_sandbox_server_defaults_to_gongs_limits() -> None:
     defaults = {p.name: p.default for p in cmd.params}
     assert defaults["rate"] == 3.0 and defaults["window"] == "sliding"
     assert defaults["daily"] == 10_000
+
+
+def test_sync_sandbox_without_gong_credentials_plans_from_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first try of sync with no Gong account: no credentials to find the real state store,
+    so the sandbox trial says so and plans every row as a create (it asked for --sandbox)."""
+    for name in ("GONG_ACCESS_KEY", "GONG_ACCESS_KEY_SECRET", "GONG_BEARER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(3)])
+    out = tmp_path / "r.jsonl"
+    res = CliRunner().invoke(main, ["sync", str(src), "--sandbox", "--sandbox-rate", "0",
+                                    "--rate", "1000", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "plans as if nothing had been made yet" in res.stderr
+    assert Counter(r["status"] for r in finals(out)) == {"created": 3}

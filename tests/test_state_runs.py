@@ -188,8 +188,9 @@ def test_organizers_are_checked_once_a_day_before_sending(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """100 rows, 10 of them an organizer Gong does not know: with a state store the run asks
     integration/status once (one call for both organizers), sends the 90 that can pass and
-    records the 10 failed without a request. The next run that day asks nothing (the answers
-    are kept in the store); --no-check sends a probe create instead."""
+    records the 10 failed without a request. A "yes" is kept for the day (a run of known
+    organizers asks nothing); a "no" is asked again (an admin may have added the user);
+    --no-check sends a probe create instead."""
     from click.testing import CliRunner
 
     from bulkmeet.cli import main
@@ -218,18 +219,77 @@ def test_organizers_are_checked_once_a_day_before_sending(tmp_path: Path,
         assert "not a Gong user, by integration/status: 1 organizer (x@unknown.example)" in \
             res.stderr
 
+        known = write_csv(tmp_path / "known.csv", [meeting_row(i) for i in range(300, 303)])
+        before = len(sb.state.log)
+        res = CliRunner().invoke(main, ["run", str(known), "--state", state, "--rate", "1000"])
+        assert res.exit_code == 0, res.output
+        assert calls("/integration/status") == 1  # ana is a user: known for the day
+        assert len(sb.state.log) == before + 3
+
         more = write_csv(tmp_path / "more.csv",
                          [meeting_row(i, organizer="x@unknown.example") for i in range(200, 203)]
                          + [meeting_row(i) for i in range(203, 206)])
         before = len(sb.state.log)
         res = CliRunner().invoke(main, ["run", str(more), "--state", state, "--rate", "1000"])
         assert res.exit_code == 1, res.output
-        assert calls("/integration/status") == 1  # asked already today
-        assert len(sb.state.log) == before + 3  # ana's three rows only
+        assert calls("/integration/status") == 2  # x asked again, ana not
+        assert len(sb.state.log) == before + 4  # the check and ana's three rows
 
+        before = len(sb.state.log)
         res = CliRunner().invoke(main, ["run", str(more), "--state", state, "--rate", "1000",
                                         "--no-check", "--out", str(tmp_path / "again.jsonl")])
-        assert calls("/integration/status") == 1
+        assert calls("/integration/status") == 2
         statuses = Counter(r["status"] for r in finals(tmp_path / "again.jsonl"))
         assert statuses == {"skipped": 3, "failed": 3}  # ana's done; x's probe answered 404
-        assert len(sb.state.log) == before + 4
+        assert len(sb.state.log) == before + 1
+
+
+def test_ctrl_c_during_the_organizer_check_stops_the_run_at_once(tmp_path: Path) -> None:
+    """Gong slow to answer integration/status (20 s each): a Ctrl-C one second in cuts the
+    check short; the run records its rows not_sent and exits 130 within seconds, nothing
+    created."""
+    state = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(5)])
+    out = tmp_path / "out.jsonl"
+    with SandboxThread(SandboxSettings(rate=None, latency=20.0)) as sb:
+        p = _start(tmp_path, sb.url, src, out, "--state", state)
+        time.sleep(1.5)
+        p.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        _, err = p.communicate(timeout=15)
+        took = time.monotonic() - t0
+        assert sb.state.creates == 0
+    assert p.returncode == 130, err.decode()
+    assert took < 8, took
+    assert b"Traceback" not in err
+    assert {r["status"] for r in finals(out)} <= {"not_sent"}
+
+
+def test_a_row_the_store_knows_created_is_skipped_even_when_its_organizer_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A results file lost (a new --out), the store knows the rows created; their organizer
+    has since left Gong. The check refuses the organizer, but the rows are `skipped` (their
+    meetings exist), not `failed`."""
+    from click.testing import CliRunner
+
+    from bulkmeet.cli import main
+
+    state = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    old = tmp_path / "old.jsonl"
+    old.write_text("".join(
+        f'{{"line": {i + 2}, "key": "ext-{i}", "status": "created", "meetingId": "9{i}", '
+        f'"attempts": 1, "errors": []}}\n' for i in range(3)), encoding="utf-8")
+    src = write_csv(tmp_path / "in.csv",
+                    [meeting_row(i, organizer="left@unknown.example") for i in range(3)])
+    with SandboxThread(SandboxSettings(rate=None)) as sb:
+        monkeypatch.setenv("GONG_BASE_URL", sb.url)
+        res = CliRunner().invoke(main, ["state", "import", "--results", str(old),
+                                        "--state", state])
+        assert res.exit_code == 0, res.output
+        res = CliRunner().invoke(main, ["run", str(src), "--state", state, "--rate", "1000",
+                                        "--out", str(tmp_path / "new.jsonl")])
+        assert sb.state.creates == 0
+    assert [r["status"] for r in finals(tmp_path / "new.jsonl")] == ["skipped"] * 3, res.output

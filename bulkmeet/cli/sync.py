@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ..config import Config
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from ..ledger import warn_deprecated
 from ..words import agree, plural
 
@@ -149,22 +149,39 @@ _yes = click.option("--yes", "-y", is_flag=True, help="Delete without asking (fo
 
 
 def _plan(cfg: Config, input: str, ledger: str | None, *, prune: bool, resend_uncertain: bool,
-          sheet: str | None) -> tuple[Plan, str | None]:
+          sheet: str | None, sandbox: bool = False) -> tuple[Plan, str | None]:
     """Plan `input` against a ledger file (given, or `ledger:`; deprecated), else against every
-    key the state store of this Gong target knows. Returns the plan and the ledger's path."""
+    key the state store of this Gong target knows. Returns the plan and the ledger's path.
+    A sandbox trial with no Gong credentials plans as if nothing had been made yet."""
     path = ledger or cfg.ledger
     if path:
         warn_deprecated(path)
         return read_plan(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
                          sheet=sheet), path
-    from ..reconcile.known import known_of_store
+    from ..reconcile.known import InMemoryKnown, Known, known_of_store
 
-    known = asyncio.run(known_of_store(cfg))
+    known: Known
+    if sandbox and not _has_credentials():
+        click.echo("bulkmeet: note: no Gong credentials here: the sandbox trial plans as if "
+                   "nothing had been made yet (every row a create)", err=True)
+        known = InMemoryKnown({})
+    else:
+        known = asyncio.run(known_of_store(cfg))
     try:
         return read_plan(cfg, input, None, prune=prune, resend_uncertain=resend_uncertain,
                          sheet=sheet, known=known), None
     finally:
         known.close()
+
+
+def _has_credentials() -> bool:
+    from ..client import Credentials
+
+    try:
+        Credentials.from_env()
+    except ConfigError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -269,7 +286,8 @@ def sync(input: str, config_path: str | None, preset: str | None, organizer: str
             echo_notes(notes)
         warn_fast_rate(cfg, sandbox=sandbox)
         the_plan, path = _plan(cfg, input, ledger, prune=prune,
-                               resend_uncertain=resend_uncertain, sheet=sheet)
+                               resend_uncertain=resend_uncertain, sheet=sheet,
+                               sandbox=sandbox)
         for w in the_plan.warnings:
             log.warning(w)
         click.echo(plan_head(the_plan), err=True)

@@ -117,6 +117,15 @@ class Workers(RunState):
         refusal, probe = await memo.admit(organizer)
         if refusal is not None:
             memo.saved += 1
+            if self.store is not None:
+                # The store may know the key created already (a results file lost, another
+                # run): then the row is skipped, not failed. Claimed: let go after the record.
+                if not await self._claim(item):
+                    return
+                self._finish(Record(row.line, row.key, Status.FAILED, errors=(refusal.error(),),
+                                    payload_hash=item.digest), row, row.payload)
+                await self._settle(item)
+                return
             self._finish(Record(row.line, row.key, Status.FAILED, errors=(refusal.error(),),
                                 payload_hash=item.digest), row, row.payload)
             return

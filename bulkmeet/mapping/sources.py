@@ -92,6 +92,8 @@ class _PersonColumns(_Source):
         person: dict[str, Any] = {"email": email}
         for key, column in self.names:
             value = fields.get(column)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                value = str(value)  # a spreadsheet's number in a name column: its text
             if isinstance(value, str):
                 value = value.strip()
             if value is not None and value != "":
