@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,6 +64,32 @@ def child_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, **CREDENTIALS, **extra}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
+
+
+@dataclass(frozen=True, slots=True)
+class Weighed:
+    """A child process run to its end: exit code, wall seconds, peak RSS and what it said."""
+
+    code: int
+    seconds: float
+    peak_mb: float
+    output: str
+
+
+def weigh_bulkmeet(args: list[str], *, cwd: Path, env: dict[str, str],
+                   said: Path) -> Weighed:
+    """Run `python -m bulkmeet args...` and read its own peak RSS from the kernel (os.wait4:
+    that child's, not the largest of every child so far). Its output goes to the file `said`,
+    not a pipe: nobody reads a pipe during wait4."""
+    argv = [sys.executable, "-m", "bulkmeet", *args]
+    with open(said, "wb") as sink:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    return Weighed(code, round(seconds, 1), round(usage.ru_maxrss / 1024, 1),
+                   said.read_text(errors="replace"))
 
 
 def run_json(args: list[str], *, cwd: Path, timeout: float) -> dict[str, Any]:

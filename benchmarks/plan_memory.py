@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ from bulkmeet.reader import read_rows
 from bulkmeet.session import principal
 from bulkmeet.store import Row, State, Target, normalise_url, open_store
 
-from .common import CREDENTIALS, ROOT, child_env, write_input
+from .common import CREDENTIALS, ROOT, child_env, weigh_bulkmeet, write_input
 
 BASE_URL = "https://api.gong.example"  # never called: plan sends nothing
 
@@ -104,21 +102,15 @@ def child(work: Path, command: str, args: list[str], head: str, exit_code: int =
           ) -> tuple[float, float, str]:
     """Run `bulkmeet command args...`; (seconds, peak RSS MB, output). Its first line must be
     `head` and its exit status `exit_code`."""
-    argv = [sys.executable, "-m", "bulkmeet", command, *args]
-    env = child_env(GONG_BASE_URL=BASE_URL, XDG_STATE_HOME=str(work / "xdg"))
-    said = work / f"{command}.output"
-    with open(said, "wb") as sink:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=work, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t0
-    proc.returncode = code = os.waitstatus_to_exitcode(status)
-    output = said.read_text(errors="replace")
-    first = output.splitlines()[0] if output else ""
-    if code != exit_code or first != head:
-        raise RuntimeError(f"{command} exited {code}, said {first!r}; expected {head!r}\n"
-                           f"{output[-2000:]}")
-    return round(seconds, 1), round(usage.ru_maxrss / 1024, 1), output
+    done = weigh_bulkmeet([command, *args], cwd=work,
+                          env=child_env(GONG_BASE_URL=BASE_URL,
+                                        XDG_STATE_HOME=str(work / "xdg")),
+                          said=work / f"{command}.output")
+    first = done.output.splitlines()[0] if done.output else ""
+    if done.code != exit_code or first != head:
+        raise RuntimeError(f"{command} exited {done.code}, said {first!r}; expected {head!r}\n"
+                           f"{done.output[-2000:]}")
+    return done.seconds, done.peak_mb, done.output
 
 
 def main(argv: list[str]) -> None:

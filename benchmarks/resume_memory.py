@@ -12,17 +12,14 @@ its peak RSS is read from the kernel for that one child (os.wait4). Prints one J
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from .common import ROOT, child_env, run_json, write_config
+from .common import ROOT, child_env, run_json, weigh_bulkmeet, write_config
 
 
 def resume(work: Path, rows: int) -> dict[str, Any]:
@@ -34,23 +31,16 @@ def resume(work: Path, rows: int) -> dict[str, Any]:
     size = out.stat().st_size
     # Nothing answers on port 9: a request the resume should not make fails at once, and shows.
     config = write_config(work / "resume.yaml", base_url="http://127.0.0.1:9")
-    argv = [sys.executable, "-m", "bulkmeet", "run", str(input_path), "--config", str(config),
-            "--out", str(out), "--quiet", "--log-format", "json"]
-    env = child_env(XDG_STATE_HOME=str(work / "state"))
-    said = work / "resume.output"
-    with open(said, "wb") as sink:  # a file, not a pipe: nobody reads a pipe during wait4
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=work, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t0
-    proc.returncode = code = os.waitstatus_to_exitcode(status)
-    output = said.read_text(errors="replace")
-    if code != 0 or out.stat().st_size != size:
-        raise RuntimeError(f"the resume exited {code} or wrote to the results file:\n"
-                           f"{output[-3000:]}")
-    return {"rows": rows, "results_mb": round(size / 2**20, 1), "resume_s": round(seconds, 1),
-            "resume_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "first_run_peak_rss_mb": first["peak_rss_mb"], "exit": code}
+    done = weigh_bulkmeet(["run", str(input_path), "--config", str(config), "--out", str(out),
+                           "--quiet", "--log-format", "json"], cwd=work,
+                          env=child_env(XDG_STATE_HOME=str(work / "state")),
+                          said=work / "resume.output")
+    if done.code != 0 or out.stat().st_size != size:
+        raise RuntimeError(f"the resume exited {done.code} or wrote to the results file:\n"
+                           f"{done.output[-3000:]}")
+    return {"rows": rows, "results_mb": round(size / 2**20, 1), "resume_s": done.seconds,
+            "resume_peak_rss_mb": done.peak_mb, "first_run_peak_rss_mb": first["peak_rss_mb"],
+            "exit": done.code}
 
 
 def main(argv: list[str]) -> None:

@@ -17,6 +17,7 @@ import orjson
 
 from .models import FINAL_STATUSES, Record, Status
 from .results import HAS_MEETING, KeyState, ResultsState, iter_entries, read_results
+from .scratch import scratch_table
 
 # Files up to this size are folded in memory: ~12,000 rows of a typical run, ~10 MB of state.
 IN_MEMORY_BYTES = 8 * 1024 * 1024
@@ -71,13 +72,8 @@ class DiskPrior:
 
     @classmethod
     def fold(cls, path: Path, *, chunk_keys: int = _CHUNK_KEYS) -> DiskPrior:
-        # "": a temporary database on disk, removed when closed; check_same_thread off: a
-        # pipe's rows are planned in the reader thread, and the run closes it from the loop's.
-        db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=OFF")
-        db.execute("PRAGMA synchronous=OFF")
-        db.execute("CREATE TABLE prior (key TEXT PRIMARY KEY, in_flight INTEGER, meeting TEXT, "
-                   "last TEXT) WITHOUT ROWID")
+        db = scratch_table("CREATE TABLE prior (key TEXT PRIMARY KEY, in_flight INTEGER, "
+                           "meeting TEXT, last TEXT) WITHOUT ROWID")
         prior = cls(db)
         try:
             prior._fold(path, chunk_keys)

@@ -17,6 +17,7 @@ from .ledger import LedgerEntry
 from .mapping import Mapper
 from .models import RawRow, Record, Row, Status, value_class
 from .results import KeyState
+from .scratch import scratch_table
 
 
 def _hash64(key: str) -> int:
@@ -112,12 +113,7 @@ class FirstLines:
             memory = self._memory
             if memory._count < self._limit:  # not len(): that is a Python call a row
                 return memory.add(key, line)
-            # check_same_thread off: a pipe's rows are planned in the reader thread, and the
-            # run closes the index from the loop's.
-            self._disk = sqlite3.connect("", isolation_level=None,  # "": deleted on close
-                                         check_same_thread=False)
-            self._disk.execute("PRAGMA journal_mode=OFF")
-            self._disk.execute("CREATE TABLE seen (h INTEGER PRIMARY KEY, line INTEGER)")
+            self._disk = scratch_table("CREATE TABLE seen (h INTEGER PRIMARY KEY, line INTEGER)")
         first = self._memory.get(key)
         if first is not None:
             return first

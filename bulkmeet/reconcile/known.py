@@ -19,6 +19,7 @@ import orjson
 from ..config import Config
 from ..errors import UsageError
 from ..ledger import LedgerEntry
+from ..scratch import scratch_table
 
 if TYPE_CHECKING:
     from ..store import KeyRecord, Store
@@ -64,14 +65,9 @@ class KnownIndex:
     """The keys of a state store, in a temporary SQLite table (deleted on close)."""
 
     def __init__(self) -> None:
-        # "": a temporary database on disk, removed when closed; check_same_thread off: it is
-        # filled on the event loop's thread pool and read on the caller's thread.
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            "", isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=OFF")
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("CREATE TABLE known (key TEXT PRIMARY KEY, entry TEXT NOT NULL, "
-                         "named INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID")
+        self._db: sqlite3.Connection | None = scratch_table(
+            "CREATE TABLE known (key TEXT PRIMARY KEY, entry TEXT NOT NULL, "
+            "named INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID")
         self.size = 0
 
     @classmethod
