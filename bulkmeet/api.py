@@ -285,7 +285,11 @@ async def undo_async(results: PathLike, *, ledger: PathLike | None = None,
     cfg = settings(config, **flags)
     target = str(out or undo_out(str(results)))
     ledger_path = str(ledger) if ledger is not None else cfg.ledger
-    the_plan = plan_undo(str(results), out=target, ledger_path=ledger_path)
+    from .session import Target, credentials_for, target_label
+
+    sent_to = Target(sandbox=sandbox, insecure=insecure)
+    the_plan = plan_undo(str(results), out=target, ledger_path=ledger_path,
+                         target=target_label(cfg, sent_to, credentials_for(sent_to)))
     stats = await run_undo(cfg, the_plan, out=target, ledger_path=ledger_path,
                            insecure=insecure, stop=stop, sandbox=sandbox,
                            sandbox_rate=_sandbox_rate(sandbox_rate))

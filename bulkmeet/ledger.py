@@ -44,6 +44,7 @@ class LedgerEntry:
     deleted: bool = False
     organizer: str | None = None
     payload: dict[str, Any] | None = None  # the last payload created or updated (for sync plans)
+    refused_hash: str | None = None  # a payload Gong refused (4xx): not sent again unchanged
 
     @property
     def exists(self) -> bool:

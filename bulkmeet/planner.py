@@ -219,11 +219,14 @@ class Estimate:
     budget_left: int | None
     budget: int
     organizers: dict[str, int] = field(default_factory=dict)  # organizer -> rows to create
+    store: bool = False  # a state store has the last word: rows it knows done are skipped
 
     def lines(self) -> list[str]:
         rows = f"{self.rows} row{'' if self.rows == 1 else 's'}"
-        out = [f"preflight: {rows}; {self.to_send} to send, {self.invalid} invalid, "
-               f"{self.done_before} settled by earlier runs"]
+        upto = "up to " if self.store else ""
+        out = [f"preflight: {rows}; {upto}{self.to_send} to send, {self.invalid} invalid, "
+               f"{self.done_before} settled by earlier runs"
+               + (" (the state store skips what it knows done)" if self.store else "")]
         if self.seconds is not None:
             out.append(f"  about {_duration(self.seconds)} at the set rate")
         if self.budget_left is not None:

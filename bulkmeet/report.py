@@ -157,6 +157,7 @@ class RunReport(RowEvents):
             "finishedAt": self.finished_at,
             "wallSeconds": round(stats.wall, 3),
             "requests": stats.requests,
+            "organizerChecks": stats.organizer_checks,
             "achievedRate": round(stats.achieved_rate, 3),
             "finalRate": stats.final_rate,
             "rateLimited": stats.rate_limited,

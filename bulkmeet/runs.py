@@ -20,7 +20,7 @@ from pathlib import Path
 from .config import DEFAULT_RATE, Config
 from .engine import Engine, Journal, RowEvents, RunStats
 from .errors import JournalError, UsageError
-from .ledger import Ledger, read_ledger, warn_deprecated
+from .ledger import Ledger, LedgerEntry, read_ledger, warn_deprecated
 from .mapping import Mapper
 from .models import Row
 from .planner import Estimate, Planner, Work, count_work, read_input, small_file
@@ -116,6 +116,23 @@ def open_ledger(path: str | None) -> Ledger | None:
     return ledger
 
 
+def ledger_for(cfg: Config, opts: RunOptions,
+               ) -> tuple[Ledger | None, dict[str, LedgerEntry] | None]:
+    """(the ledger to write, its entries for the resume rules). A sandbox run reads the ledger
+    (a trial of the real run) and never writes it: a sandbox meeting in it would make the real
+    run skip that row."""
+    if not opts.sandbox:
+        ledger = open_ledger(cfg.ledger)
+        return ledger, (ledger.entries if ledger is not None else None)
+    if not cfg.ledger:
+        return None, None
+    warn_deprecated(cfg.ledger)
+    entries, warnings = read_ledger(cfg.ledger)
+    for w in warnings:
+        log.warning(w)
+    return None, entries
+
+
 def close_journals(journal: Journal, stats: RunStats | None) -> None:
     """Close the results file and the ledger, flushed to the disk. If that fails the run stops
     with a JournalError, unless it already stops on one (or on anything else)."""
@@ -163,7 +180,7 @@ async def send(
                 await _check_first(session, engine, organizers, checks)
             try:
                 stats = await engine.run(plan, blocking=blocking)
-                stats.requests += checks[0]
+                stats.organizer_checks += checks[0]
             finally:
                 # The engine's own stats object: the display holds on to it.
                 stats = engine.stats
@@ -231,14 +248,14 @@ async def run_input(
         raws.close()
         raise
     try:
-        ledger = open_ledger(cfg.ledger)
+        ledger, entries = ledger_for(cfg, opts)
         journal = Journal(ResultsWriter(opts.out, fresh=opts.fresh, target=target), ledger)
     except BaseException:
         raws.close()
         if prior is not None:
             prior.close()
         raise
-    planner = Planner(mapper, prior=prior, ledger=ledger.entries if ledger else None,
+    planner = Planner(mapper, prior=prior, ledger=entries,
                       resend_uncertain=opts.resend_uncertain)
     blocking = blocking_source(opts.input)
     try:
@@ -270,10 +287,9 @@ async def run_rows(
     target = target_label(cfg, opts.target, credentials_for(opts.target))
     prior = read_prior(cfg, opts, target)
     try:
-        ledger = open_ledger(cfg.ledger)
+        ledger, entries = ledger_for(cfg, opts)
         journal = Journal(ResultsWriter(opts.out, fresh=opts.fresh, target=target), ledger)
-        planner = Planner(prior=prior, ledger=ledger.entries if ledger else None,
-                          resend_uncertain=opts.resend_uncertain)
+        planner = Planner(prior=prior, ledger=entries, resend_uncertain=opts.resend_uncertain)
         try:
             return await send(cfg, opts, planner.plan_rows(rows), journal, listeners=listeners,
                               stop=stop, hard_stop=hard_stop, on_start=on_start)
@@ -307,4 +323,4 @@ def estimate(cfg: Config, opts: RunOptions) -> Estimate | None:
     seconds = to_send / rate if rate else None
     budget_left = None if opts.sandbox else quota_for(cfg).remaining
     return Estimate(rows, to_send, invalid, done, seconds, budget_left, cfg.daily_budget,
-                    organizers)
+                    organizers, store=state_url(cfg, opts.target) is not None)

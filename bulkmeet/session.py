@@ -81,13 +81,14 @@ def check_base_url(url: str, *, insecure: bool) -> None:
                       "(use https, a loopback sandbox, or --insecure)")
 
 
-def credentials_for(target: Target) -> Credentials:
-    """The sandbox's own credentials, or the user's from the environment (raises if unset)."""
+def credentials_for(target: Target, *, sandbox_hint: bool = True) -> Credentials:
+    """The sandbox's own credentials, or the user's from the environment (raises if unset;
+    `sandbox_hint` False for a command without --sandbox)."""
     from .client import Credentials
 
     if target.sandbox:
         return Credentials.basic(*SANDBOX_CREDENTIALS)
-    return Credentials.from_env()
+    return Credentials.from_env(sandbox_hint=sandbox_hint)
 
 
 def principal(credentials: Credentials) -> str:
@@ -220,6 +221,11 @@ async def open_session(
         async with GongClient(cfg.base_url, credentials, timeout=cfg.request_timeout,
                               connections=connections or cfg.concurrency) as client:
             url = state_url(cfg, target)
+            if url is None and cfg.state_must_exist and not target.sandbox:
+                raise ConfigError(
+                    f"--state-must-exist, but {cfg.base_url} keeps no state store (a server on "
+                    "this machine keeps none unless --state names one; or `state: off`): "
+                    "nothing was sent")
             store = await open_state(cfg, credentials, url) if url is not None else None
             session = Session(cfg, client, make_gate(cfg, unlimited=unlimited), quota, sandbox,
                               store)

@@ -135,3 +135,34 @@ def test_sync_sandbox_without_gong_credentials_plans_from_nothing(
     assert res.exit_code == 0, res.output
     assert "plans as if nothing had been made yet" in res.stderr
     assert Counter(r["status"] for r in finals(out)) == {"created": 3}
+
+
+def test_sandbox_meetings_never_stand_for_real_ones(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sandbox run given the (deprecated) ledger does not write it; the sandbox's results file
+    is refused by a real undo (its ids are not there: no DELETE goes out) and by `state
+    import` (they would make a real run skip the rows)."""
+    from bulkmeet.sandbox import SandboxSettings, SandboxThread
+
+    from .helpers import CREDS
+
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(3)])
+    ledger = tmp_path / "ledger.jsonl"
+    out = tmp_path / "sb.jsonl"
+    res = CliRunner().invoke(main, ["run", str(src), "--sandbox", "--sandbox-rate", "0",
+                                    "--rate", "1000", "--ledger", str(ledger), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert not ledger.exists() or ledger.read_text() == ""
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    with SandboxThread(SandboxSettings(rate=None)) as real:
+        monkeypatch.setenv("GONG_BASE_URL", real.url)
+        res = CliRunner().invoke(main, ["undo", str(out), "--yes", "--rate", "1000"])
+        assert res.exit_code == 2, res.output
+        assert "sent to sandbox" in res.stderr and "nothing was sent" in res.stderr
+        res = CliRunner().invoke(main, ["state", "import", "--results", str(out), "--state",
+                                        f"sqlite:///{tmp_path / 's.sqlite3'}"])
+        assert res.exit_code == 2, res.output
+        assert "nothing was imported" in res.stderr
+        assert real.state.requests == 0

@@ -218,6 +218,8 @@ def test_organizers_are_checked_once_a_day_before_sending(tmp_path: Path,
                    for r in failed)
         assert "not a Gong user, by integration/status: 1 organizer (x@unknown.example)" in \
             res.stderr
+        # 90 requests at the run's pace: the check is counted apart, not in the rate.
+        assert "  90 requests at " in res.stderr and "(and 1 organizer check before)" in res.stderr
 
         known = write_csv(tmp_path / "known.csv", [meeting_row(i) for i in range(300, 303)])
         before = len(sb.state.log)
@@ -293,3 +295,15 @@ def test_a_row_the_store_knows_created_is_skipped_even_when_its_organizer_is_ref
                                         "--out", str(tmp_path / "new.jsonl")])
         assert sb.state.creates == 0
     assert [r["status"] for r in finals(tmp_path / "new.jsonl")] == ["skipped"] * 3, res.output
+
+
+def test_state_must_exist_with_no_store_at_all_refuses(tmp_path: Path) -> None:
+    """A server on this machine keeps no store unless --state names one: told the state must
+    exist, the run refuses instead of silently sending without one."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(0)])
+    with SandboxThread(SandboxSettings(rate=None)) as sb:
+        p = _start(tmp_path, sb.url, src, tmp_path / "out.jsonl", "--state-must-exist")
+        _, err = p.communicate(timeout=60)
+        assert sb.state.requests == 0
+    assert p.returncode == 2, err.decode()
+    assert b"keeps no state store" in err and b"Traceback" not in err

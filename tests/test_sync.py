@@ -703,3 +703,21 @@ def test_an_undo_never_erases_the_doubt_of_a_create_cut_off_since(
     invoke("run", str(src), "--out", str(tmp_path / "third.jsonl"), "--rate", "1000", *state)
     assert [r["status"] for r in finals(tmp_path / "third.jsonl")] == ["uncertain"]
     assert sandbox.state.creates == creates
+
+
+def test_plan_agrees_with_run_on_a_row_gong_refused(
+        sandbox: SandboxThread, invoke: Invoke, tmp_path: Path, store_url: str) -> None:
+    """A row Gong refused (404: no such user) is not sent again unchanged by run or sync; plan
+    says so too (`refused before`, nothing to do) instead of planning a create forever."""
+    state = ("--state", store_url)
+    src = write_csv(tmp_path / "in.csv", [row("a"), row("b", organizer="ghost@unknown.example")])
+    res = invoke("run", str(src), "--rate", "1000", "--no-check", *state)  # b's create: 404
+    assert res.exit_code == 1, res.output
+    res = invoke("plan", str(src), *state)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[0] == "plan: 2 rows read: 1 unchanged, 1 refused before"
+    assert "  refused   line 3    b: Gong refused this very payload before" in res.stdout
+    calls = sandbox.state.requests
+    res = invoke("sync", str(src), *state)
+    assert res.exit_code == 1, res.output
+    assert sandbox.state.requests == calls  # sync sends nothing either

@@ -161,7 +161,10 @@ def summary_lines(stats: RunStats, out: str) -> list[str]:
              f"{counts or 'nothing recorded'}"]
     if stats.skipped:
         lines.append(f"  {stats.skipped} skipped: already done in an earlier run, nothing sent")
-    lines.append(f"  {plural(stats.requests, 'request')} at {stats.achieved_rate:.2f}/s; "
+    rate = f" at {stats.achieved_rate:.2f}/s" if stats.requests > 1 else ""
+    checks = (f" (and {plural(stats.organizer_checks, 'organizer check')} before)"
+              if stats.organizer_checks else "")
+    lines.append(f"  {plural(stats.requests, 'request')}{rate}{checks}; "
                  f"{stats.rate_limited} answered 429; "
                  f"paused {plural(stats.pauses, 'time')} for {stats.paused_seconds:.1f}s")
     if stats.refused_before:

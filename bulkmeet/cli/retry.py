@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 @click.option("--input", "input_path", help="The input (or the corrected sheet) to take rows "
               "from; without it the payloads recorded in RESULTS are sent again.")
 @input_options
-@click.option("--ledger", help="Ledger file kept across runs.")
+@click.option("--ledger", help="Deprecated: a ledger file of an earlier version (see `bulkmeet "
+              "state import`).")
 @click.option("--errors-out", help="Write the rows still failed or invalid here, in the input's "
               "format plus an `error` column (needs --input).")
 @click.option("--resend-uncertain", is_flag=True, help="Also send rows recorded uncertain.")

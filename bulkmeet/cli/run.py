@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 @click.option("--out", help="Results file (.jsonl, or .csv). Default: INPUT.results.jsonl beside "
               "the input (bulkmeet-results.jsonl in the working folder for stdin; "
               "INPUT.sandbox.results.jsonl with --sandbox). An existing one is resumed.")
-@click.option("--ledger", help="Ledger file kept across runs: a key it holds is never created "
-              "again.")
+@click.option("--ledger", help="Deprecated: a ledger file of an earlier version, kept across "
+              "runs (the state store keeps what it kept; `bulkmeet state import --ledger FILE`).")
 @click.option("--fresh", is_flag=True, help="Start the results file anew instead of resuming it.")
 @click.option("--resend-uncertain", is_flag=True, help="Send again rows whose earlier request "
               "may or may not have created a meeting.")

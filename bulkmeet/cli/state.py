@@ -43,6 +43,8 @@ def import_(config_path: str | None, state_url: str | None, ledgers: tuple[str, 
 
         if not ledgers and not results:
             raise UsageError("give --ledger FILE and/or --results FILE to import")
+        if state_url == "off":
+            raise UsageError("state import needs a state store: --state off names none")
         cfg, _ = input_config(config_path)
         cfg = cfg.replace(state=state_url or cfg.state or "default", state_must_exist=False)
         return asyncio.run(_import(cfg, ledgers, results))
@@ -52,16 +54,18 @@ def import_(config_path: str | None, state_url: str | None, ledgers: tuple[str, 
 
 async def _import(cfg: object, ledgers: tuple[str, ...], results: tuple[str, ...]) -> int:
     from ..config import Config
-    from ..session import Target, credentials_for, open_state
+    from ..session import Target, credentials_for, open_state, target_label
     from ..store.importer import import_ledger, import_results
 
     assert isinstance(cfg, Config)
-    store = await open_state(cfg, credentials_for(Target()))
+    credentials = credentials_for(Target(), sandbox_hint=False)
+    label = target_label(cfg, Target(), credentials)
+    store = await open_state(cfg, credentials)
     try:
-        for kind, paths, how in (("ledger", ledgers, import_ledger),
-                                 ("results", results, import_results)):
+        for kind, paths in (("ledger", ledgers), ("results", results)):
             for path in paths:
-                report = await how(store, path)
+                report = await (import_ledger(store, path) if kind == "ledger" else
+                                import_results(store, path, target=label))
                 for warning in report.warnings:
                     click.echo(f"bulkmeet: warning: {warning}", err=True)
                 click.echo(f"{kind} {path}: {report.keys} keys read, {report.changed} changed "
@@ -82,7 +86,7 @@ def show(config_path: str | None, state_url: str | None) -> None:
 
     def go() -> int:
         cfg, _ = input_config(config_path)
-        return asyncio.run(_show(cfg.replace(state=state_url or cfg.state or "default",
+        return asyncio.run(_show(cfg.replace(state=state_url or cfg.state,
                                             state_must_exist=False)))
 
     guard(go)
@@ -93,7 +97,22 @@ async def _show(cfg: object) -> int:
     from ..session import Target, credentials_for, open_state
 
     assert isinstance(cfg, Config)
-    store = await open_state(cfg, credentials_for(Target()))
+    from ..session import principal, state_url
+    from ..store import Target as StoreTarget
+    from ..store import normalise_url, sqlite_path
+
+    credentials = credentials_for(Target(), sandbox_hint=False)
+    url = state_url(cfg, Target())
+    if url is None:
+        click.echo(f"{cfg.base_url} keeps no state store (a server on this machine keeps none "
+                   "unless --state names one; or `state: off`)")
+        return EXIT_OK
+    path = sqlite_path(None if url == "default" else url,
+                       StoreTarget(normalise_url(cfg.base_url), principal(credentials)))
+    if path is not None and not path.exists():
+        click.echo(f"no state store at {path} yet: nothing has been kept there")
+        return EXIT_OK
+    store = await open_state(cfg, credentials, url)
     try:
         counts = await store.count()
         click.echo(f"{store.target.label}: " + (

@@ -64,7 +64,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _HEAD = ((Kind.CREATE, "to create"), (Kind.UPDATE, "to update"), (Kind.REPLACE, "to replace"),
          (Kind.DELETE, "to delete"), (Kind.UNCHANGED, "unchanged"), (Kind.INVALID, "invalid"),
          (Kind.DUPLICATE, "duplicate"), (Kind.SKIPPED, "skipped by the filter"),
-         (Kind.UNCERTAIN, "uncertain"), (Kind.HELD, "held back"))
+         (Kind.UNCERTAIN, "uncertain"), (Kind.REFUSED, "refused before"),
+         (Kind.HELD, "held back"))
 
 
 def _interactive() -> bool:
@@ -364,7 +365,17 @@ def undo(results: str, config_path: str | None, ledger: str | None, yes: bool, d
             Path(target).unlink(missing_ok=True)
         if ledger or cfg.ledger:
             warn_deprecated(ledger or cfg.ledger or "")
-        the_plan = plan_undo(results, out=target, ledger_path=ledger or cfg.ledger)
+        from ..session import Target, credentials_for, target_label
+
+        sent_to = Target(sandbox=sandbox, insecure=insecure)
+        try:
+            where: str | None = target_label(cfg, sent_to, credentials_for(sent_to))
+        except ConfigError:
+            if not dry_run:
+                raise
+            where = None  # a dry run lists what the file holds, wherever it was sent
+        the_plan = plan_undo(results, out=target, ledger_path=ledger or cfg.ledger,
+                             target=where)
         for w in the_plan.warnings:
             log.warning(w)
         lines = undo_lines(the_plan)

@@ -28,7 +28,10 @@ class Credentials:
         return cls(f"Bearer {token}", "bearer")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Credentials:
+    def from_env(cls, env: Mapping[str, str] | None = None, *,
+                 sandbox_hint: bool = True) -> Credentials:
+        """The credentials in the environment. `sandbox_hint`: the command has --sandbox, so
+        the message may suggest it."""
         env = os.environ if env is None else env
         key = env.get("GONG_ACCESS_KEY", "")
         secret = env.get("GONG_ACCESS_KEY_SECRET", "")
@@ -41,9 +44,9 @@ class Credentials:
             missing = "GONG_ACCESS_KEY_SECRET" if key else "GONG_ACCESS_KEY"
             raise ConfigError(f"{missing} is not set (both access key variables are needed)")
         raise ConfigError(
-            "no credentials: set GONG_ACCESS_KEY and GONG_ACCESS_KEY_SECRET, or GONG_BEARER_TOKEN "
-            "(or use --sandbox to try against the built-in fake server)"
-        )
+            "no credentials: set GONG_ACCESS_KEY and GONG_ACCESS_KEY_SECRET, or GONG_BEARER_TOKEN"
+            + (" (or use --sandbox to try against the built-in fake server)" if sandbox_hint
+               else " (they name the Gong company whose state store this reads)"))
 
     def secrets(self) -> tuple[str, ...]:
         """Every string that must never be printed (for tests and for output scrubbing)."""

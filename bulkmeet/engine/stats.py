@@ -31,6 +31,7 @@ class RunStats:
     finished: float | None = None
     rows_read: int = 0
     requests: int = 0
+    organizer_checks: int = 0  # integration/status calls before sending (engine.precheck)
     rate_limited: int = 0
     counts: Counter[str] = field(default_factory=Counter)
     skipped: int = 0
@@ -67,6 +68,7 @@ class RunStats:
     def add(self, other: RunStats) -> None:
         """Fold the counters of a later run of the same command (sync's phases) into these."""
         self.requests += other.requests
+        self.organizer_checks += other.organizer_checks
         self.rate_limited += other.rate_limited
         self.counts.update(other.counts)
         self.skipped += other.skipped

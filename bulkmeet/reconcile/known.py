@@ -132,7 +132,7 @@ class KnownIndex:
 def _dump(entry: LedgerEntry) -> str:
     return orjson.dumps([entry.meeting_id, entry.payload_hash, entry.in_flight,
                          entry.in_flight_op, entry.deleted, entry.organizer,
-                         entry.payload]).decode()
+                         entry.payload, entry.refused_hash]).decode()
 
 
 def _load(text: str) -> LedgerEntry:
@@ -156,6 +156,7 @@ def entry_of(rec: KeyRecord) -> LedgerEntry:
         deleted=deleted,
         organizer=rec.organizer if exists else None,
         payload=rec.payload if exists else None,
+        refused_hash=rec.refused_digest,
     )
 
 
@@ -174,7 +175,7 @@ async def known_of_store(cfg: Config) -> KnownIndex:
             f"plan and sync compare the input with what bulkmeet made in Gong, which the state "
             f"store keeps; {cfg.base_url} keeps none unless told (a server on this machine, or "
             "`state: off`): give --state URL (or an old --ledger FILE)")
-    store = await open_state(cfg, credentials_for(target), url)
+    store = await open_state(cfg, credentials_for(target, sandbox_hint=False), url)
     try:
         return await KnownIndex.of_store(store)
     finally:

@@ -49,6 +49,8 @@ UNDO_CONFIRM_OVER = 20  # undo of more meetings than this is a dry run unless co
 # row could be any meeting of the ledger.
 _BLIND_KEYS = ("r:", "line:")
 _FIELD_ORDER = ("title", "startTime", "endTime", "organizerEmail", "invitees", "externalId")
+REFUSED_BEFORE = ("Gong refused this very payload before (state store); fix the row to send it "
+                  "again")
 UNCERTAIN_CREATE = ("a create for this key was cut off in an earlier run; Gong may have made the "
                     "meeting. Not sent again (check Gong, then use --resend-uncertain)")
 
@@ -63,6 +65,7 @@ class Kind(StrEnum):
     DUPLICATE = "duplicate"
     SKIPPED = "skipped"  # left out by the mapping's filter
     UNCERTAIN = "uncertain"
+    REFUSED = "refused"  # Gong refused this very payload before: not sent again unchanged
     HELD = "held"  # a delete that cannot be made safely
 
 
@@ -135,7 +138,7 @@ class Plan:
         """The records of rows that are not sent (unchanged rows get none, as in a resume)."""
         status = {Kind.INVALID: Status.INVALID, Kind.DUPLICATE: Status.DUPLICATE,
                   Kind.SKIPPED: Status.SKIPPED, Kind.UNCERTAIN: Status.UNCERTAIN,
-                  Kind.HELD: Status.NOT_SENT}
+                  Kind.HELD: Status.NOT_SENT, Kind.REFUSED: Status.FAILED}
         return [Record(c.line, c.key, status[c.kind], meeting_id=c.meeting_id,
                        errors=(c.reason or "",))
                 for c in self.changes if c.kind in status and (c.line or c.kind is Kind.HELD)]
@@ -256,6 +259,10 @@ def _plan_rows(plan: Plan, rows: Iterable[Row], known: Known, seen: FirstLines, 
 
 def _plan_row(row: Row, entry: LedgerEntry | None, resend_uncertain: bool) -> Change:
     assert row.payload is not None
+    if entry is not None and entry.refused_hash is not None \
+            and entry.refused_hash == payload_digest(row.payload):
+        return Change(Kind.REFUSED, row.key, row.line, meeting_id=entry.meeting_id
+                      if entry.exists else None, reason=REFUSED_BEFORE)
     if entry is None or not entry.exists:
         if entry is not None and entry.in_flight and not resend_uncertain:
             return Change(Kind.UNCERTAIN, row.key, row.line, row, reason=UNCERTAIN_CREATE)

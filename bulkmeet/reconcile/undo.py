@@ -51,7 +51,8 @@ def undo_out(results_path: str) -> str:
     return str(p.with_name(p.stem + ".undo" + p.suffix))
 
 
-def plan_undo(results_path: str, *, out: str, ledger_path: str | None = None) -> UndoPlan:
+def plan_undo(results_path: str, *, out: str, ledger_path: str | None = None,
+              target: str | None = None) -> UndoPlan:
     """The meetings a results file records as created and that still exist by its records
     (created, maybe updated since, not deleted), less those an earlier undo into `out` already
     deleted."""
@@ -60,6 +61,12 @@ def plan_undo(results_path: str, *, out: str, ledger_path: str | None = None) ->
     if Path(out).resolve() == Path(results_path).resolve():
         raise UsageError("the undo's results file must not be the results file it undoes")
     state = read_results(results_path)
+    others = sorted(state.targets - {target}) if target is not None else []
+    if others:
+        raise UsageError(
+            f"{results_path} holds the results of runs that sent to {', '.join(others)}; this "
+            f"undo sends to {target}. Its meetings are not there: nothing was sent (undo it "
+            "where it was run, e.g. with --sandbox for a sandbox run)")
     undone = read_results(out)
     plan = UndoPlan(warnings=[*state.warnings, *undone.warnings])
     entries: dict[str, LedgerEntry] = {}

@@ -77,6 +77,19 @@ async def open_store(url: str | Path | None, target: Target, *,
     return await SQLiteStore.open(_sqlite_path(text, target), target)
 
 
+def sqlite_path(url: str | Path | None, target: Target,
+                directory: Path | None = None) -> Path | None:
+    """The file `open_store(url, target)` would open, or None for PostgreSQL."""
+    if url is None:
+        return default_path(target, directory)
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        return None
+    if text.startswith("sqlite://"):
+        text = text[len("sqlite://"):][1:]
+    return _sqlite_path(text, target)
+
+
 def _sqlite_path(text: str, target: Target) -> Path:
     path = Path(text).expanduser()
     if path.is_dir():  # a folder: the target's default file name inside it

@@ -82,8 +82,18 @@ async def import_ledger(store: Store, path: str | Path) -> ImportReport:
     return await _merge(store, f"import:ledger:{Path(path).name}", facts, warnings)
 
 
-async def import_results(store: Store, path: str | Path) -> ImportReport:
+async def import_results(store: Store, path: str | Path, *,
+                         target: str | None = None) -> ImportReport:
+    """`target`: where this store's runs send (session.target_label); a file whose runs sent
+    elsewhere (the sandbox, another company) is refused: its meetings are not this target's."""
     state = read_results(path)
+    others = sorted(state.targets - {target}) if target is not None else []
+    if others:
+        from ..errors import UsageError
+
+        raise UsageError(f"{path} holds the results of runs that sent to {', '.join(others)}, "
+                         f"not to {target}: its meetings are not this store's; nothing was "
+                         "imported")
     facts = (results_fact(k, s) for k, s in state.keys.items())
     return await _merge(store, f"import:results:{Path(path).name}",
                         (f for f in facts if f is not None), state.warnings)
