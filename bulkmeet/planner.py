@@ -218,7 +218,7 @@ class Estimate:
     seconds: float | None
     budget_left: int | None
     budget: int
-    organizers: dict[str, int] = field(default_factory=dict)  # organizer -> rows to create
+    organizers: dict[str, list[str]] = field(default_factory=dict)  # organizer -> keys to create
     store: bool = False  # a state store has the last word: rows it knows done are skipped
 
     def lines(self) -> list[str]:
@@ -246,10 +246,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def count_work(work: Iterable[Work], organizers: dict[str, int] | None = None,
+def count_work(work: Iterable[Work], organizers: dict[str, list[str]] | None = None,
                ) -> tuple[int, int, int, int]:
     """(rows, to send, invalid, settled by earlier runs) of a stream of work; `organizers`
-    (when given) counts the rows to create of each organizer (as first spelt, one entry
+    (when given) gets the keys to create of each organizer (as first spelt, one entry
     whatever the case)."""
     rows = to_send = invalid = done = 0
     spellings: dict[str, str] = {}
@@ -260,7 +260,7 @@ def count_work(work: Iterable[Work], organizers: dict[str, int] | None = None,
             if organizers is not None and item.row.op == "create" and item.row.payload:
                 email = str(item.row.payload.get("organizerEmail") or "")
                 spelt = spellings.setdefault(email.lower(), email)  # the first spelling
-                organizers[spelt] = organizers.get(spelt, 0) + 1
+                organizers.setdefault(spelt, []).append(item.row.key)
         elif isinstance(item, Known) or item.decision is not None:
             done += 1
         elif item.record.status is Status.INVALID:

@@ -162,10 +162,10 @@ async def send(
     stop: asyncio.Event | None = None,
     hard_stop: asyncio.Event | None = None,
     on_start: OnStart | None = None,
-    organizers: Mapping[str, int] | None = None,
+    organizers: Mapping[str, Sequence[str]] | None = None,
 ) -> RunStats:
     """Open the session and send `plan` through one engine; the journal is closed after.
-    `organizers` (lower-cased email -> rows to create) are checked first (engine.precheck)."""
+    `organizers` (email -> keys to create) are checked first (engine.precheck)."""
     credentials = credentials_for(opts.target)  # a missing credential stops before anything
     stats: RunStats | None = None
     try:
@@ -193,7 +193,8 @@ async def send(
 CHECK_TIMEOUT = 120.0  # seconds the organizer check may take before the run goes on without it
 
 
-async def _check_first(session: Session, engine: Engine, organizers: Mapping[str, int],
+async def _check_first(session: Session, engine: Engine,
+                       organizers: Mapping[str, Sequence[str]],
                        tally: list[int]) -> None:
     """The organizer check (engine.precheck), cut short by a stop (Ctrl-C, SIGTERM: the run
     then records what it must and ends) or after CHECK_TIMEOUT; a store fault only skips it."""
@@ -230,7 +231,7 @@ async def run_input(
     stop: asyncio.Event | None = None,
     hard_stop: asyncio.Event | None = None,
     on_start: OnStart | None = None,
-    organizers: Mapping[str, int] | None = None,
+    organizers: Mapping[str, Sequence[str]] | None = None,
 ) -> RunStats:
     """`bulkmeet run`: read and map the input, plan it by the resume rules, send the rest.
     `organizers` are the input's (from `estimate`, which the CLI makes anyway); None: they are
@@ -311,7 +312,7 @@ def estimate(cfg: Config, opts: RunOptions) -> Estimate | None:
     mapper = Mapper.from_config(cfg)
     planner = Planner(mapper, prior=prior, ledger=ledger,
                       resend_uncertain=opts.resend_uncertain, quiet=True)
-    organizers: dict[str, int] = {}
+    organizers: dict[str, list[str]] = {}
     try:
         with read_input(cfg, opts.input, mapper, sheet=opts.sheet) as raws:
             rows, to_send, invalid, done = count_work(planner.plan(raws), organizers)

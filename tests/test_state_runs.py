@@ -269,9 +269,9 @@ def test_ctrl_c_during_the_organizer_check_stops_the_run_at_once(tmp_path: Path)
 
 def test_a_row_the_store_knows_created_is_skipped_even_when_its_organizer_is_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A results file lost (a new --out), the store knows the rows created; their organizer
-    has since left Gong. The check refuses the organizer, but the rows are `skipped` (their
-    meetings exist), not `failed`."""
+    """A results file lost (a new --out), the store knows three rows created; their organizer
+    has since left Gong, and two new rows of theirs came. The check refuses the organizer: the
+    three are `skipped` (their meetings exist), not `failed`; the two new ones fail unsent."""
     from click.testing import CliRunner
 
     from bulkmeet.cli import main
@@ -285,7 +285,7 @@ def test_a_row_the_store_knows_created_is_skipped_even_when_its_organizer_is_ref
         f'{{"line": {i + 2}, "key": "ext-{i}", "status": "created", "meetingId": "9{i}", '
         f'"attempts": 1, "errors": []}}\n' for i in range(3)), encoding="utf-8")
     src = write_csv(tmp_path / "in.csv",
-                    [meeting_row(i, organizer="left@unknown.example") for i in range(3)])
+                    [meeting_row(i, organizer="left@unknown.example") for i in range(5)])
     with SandboxThread(SandboxSettings(rate=None)) as sb:
         monkeypatch.setenv("GONG_BASE_URL", sb.url)
         res = CliRunner().invoke(main, ["state", "import", "--results", str(old),
@@ -294,7 +294,10 @@ def test_a_row_the_store_knows_created_is_skipped_even_when_its_organizer_is_ref
         res = CliRunner().invoke(main, ["run", str(src), "--state", state, "--rate", "1000",
                                         "--out", str(tmp_path / "new.jsonl")])
         assert sb.state.creates == 0
-    assert [r["status"] for r in finals(tmp_path / "new.jsonl")] == ["skipped"] * 3, res.output
+        # One call: the check, for the two new rows (the three known ones count for nothing).
+        assert sb.state.requests == 1
+    assert [r["status"] for r in finals(tmp_path / "new.jsonl")] == \
+        ["skipped"] * 3 + ["failed"] * 2, res.output
 
 
 def test_state_must_exist_with_no_store_at_all_refuses(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def _output(p: subprocess.Popen[bytes], timeout: float = 60) -> object:
 @pytest.mark.slow
 def test_four_processes_race_for_the_same_keys(store_url: str) -> None:
     key = f"race-{uuid.uuid4().hex[:8]}"
-    start = time.time() + 2.0  # every process opens its store, then all begin together
+    start = time.time() + 4.0  # every process opens its store, then all begin together
     procs = [_worker(store_url, key, "claim", 200, start, seed) for seed in range(4)]
     won = [_output(p) for p in procs]
     claimed = [k for keys in won for k in keys]  # type: ignore[attr-defined]

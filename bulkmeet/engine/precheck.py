@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import AuthError, QuotaExhausted
@@ -53,13 +53,15 @@ CHECK_ATTEMPTS = 2
 
 
 async def check_organizers(session: Session, memo: OrganizerMemo,
-                           organizers: Mapping[str, int], tally: list[int] | None = None,
-                           ) -> None:
+                           organizers: Mapping[str, Sequence[str]],
+                           tally: list[int] | None = None) -> None:
     """Tell `memo` of every organizer in `organizers` (email as the input first spells it ->
-    rows to create) that Gong says is not a user. Only a "yes" is kept across runs (an admin
-    may add a user any time): the others are asked again. `tally[0]` counts the calls made, as
-    they are made. Anything that stops the check (the quota, a refused credential, Gong not
-    answering) leaves the run to find out row by row, as without a check."""
+    the keys of the rows to create) that Gong says is not a user; rows whose key the store
+    knows created already count for nothing (they will be skipped, not sent). Only a "yes" is
+    kept across runs (an admin may add a user any time): the others are asked again.
+    `tally[0]` counts the calls made, as they are made. Anything that stops the check (the
+    quota, a refused credential, Gong not answering) leaves the run to find out row by row, as
+    without a check."""
     store = session.store
     if store is None or not organizers:
         return
@@ -67,12 +69,18 @@ async def check_organizers(session: Session, memo: OrganizerMemo,
     day = quota.day
     rows: dict[str, int] = {}
     spelt: dict[str, str] = {}
-    for email, n in organizers.items():
-        rows[email.lower()] = rows.get(email.lower(), 0) + n
+    for email, keys in organizers.items():
+        rows[email.lower()] = rows.get(email.lower(), 0) + len(keys)
         spelt.setdefault(email.lower(), email)
     fine = {e for e, problem in (await store.organizers_checked(day, sorted(rows))).items()
             if problem is None}
     todo = [e for e in sorted(rows) if e not in fine]
+    if todo:  # a row the store knows created is skipped: no check for it (a results file lost)
+        for email, keys in organizers.items():
+            if email.lower() in todo:
+                known = await store.get_many(keys)
+                rows[email.lower()] -= sum(1 for rec in known.values() if rec.exists)
+        todo = [e for e in todo if rows[e] > 0]
     if not worth_asking(len(todo), sum(rows[e] for e in todo)):
         return
     report = Preflight([Organizer(spelt[e]) for e in todo], Counter())

@@ -76,7 +76,7 @@ async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record],
     from ..session import Target, credentials_for, open_session
 
     stop = stop or asyncio.Event()
-    total = RunStats(rows_read=rows_read, skipped=unchanged)
+    total = RunStats(rows_read=rows_read, skipped=unchanged, settled=unchanged)
     target = Target(sandbox=sandbox, sandbox_rate=sandbox_rate, insecure=insecure)
     sending = any(p.rows for p in phases)
     credentials = credentials_for(target) if sending else None  # nothing to send: none needed
