@@ -111,13 +111,15 @@ def load(path: str | Path | None, *, env: Mapping[str, str] | None = None) -> Co
                 known = ", ".join(sorted(_FIELDS))
                 raise ConfigError(f"{path}: unknown key {key!r} (known keys: {known})")
             values[key] = value
+    url_source = source
     if env.get("GONG_BASE_URL"):
         values["base_url"] = env["GONG_BASE_URL"]
+        url_source = "GONG_BASE_URL"  # a bad URL is said to come from where it came from
     try:
         cfg = Config(**values)
     except TypeError as exc:  # pragma: no cover - guarded by the key check above
         raise ConfigError(f"{source}: {exc}") from None
-    return validate(cfg, source=source)
+    return validate(cfg, source=source, url_source=url_source)
 
 
 # mapping keys (or key paths) that hold a CSV path; relative ones are read from the config's folder
@@ -292,7 +294,7 @@ def reserve_rate(cfg: Config, *, source: str = "reserve") -> float:
     return calls
 
 
-def validate(cfg: Config, *, source: str) -> Config:
+def validate(cfg: Config, *, source: str, url_source: str | None = None) -> Config:
     """Check every value once; the message names the key and where it came from."""
     for name in ("rate", "rate_ceiling", "rate_floor", "rate_margin", "backoff_base", "backoff_max",
                  "request_timeout", "retry_after_default", "max_wait", "grace_period",
@@ -322,12 +324,13 @@ def validate(cfg: Config, *, source: str) -> Config:
         raise ConfigError(f"{source}: delimiter must be one character, not {cfg.delimiter!r}")
     if not isinstance(cfg.mapping, Mapping):
         raise ConfigError(f"{source}: mapping must be a mapping of API field to column")
+    where = url_source or source
     if not isinstance(cfg.base_url, str) or not cfg.base_url.startswith(("http://", "https://")):
         shown = _hide_userinfo(cfg.base_url) if isinstance(cfg.base_url, str) else cfg.base_url
-        raise ConfigError(f"{source}: base_url must be an http(s) URL, not {shown!r}")
+        raise ConfigError(f"{where}: base_url must be an http(s) URL, not {shown!r}")
     problem = base_url_problem(cfg.base_url)
     if problem is not None:
-        raise ConfigError(f"{source}: base_url {_hide_userinfo(cfg.base_url)!r} {problem}")
+        raise ConfigError(f"{where}: base_url {_hide_userinfo(cfg.base_url)!r} {problem}")
     if cfg.state is not None and (not isinstance(cfg.state, str) or not cfg.state.strip()):
         raise ConfigError(f"{source}: state must be default, sqlite:///path, a path or "
                           f"postgresql://..., not {cfg.state!r}")

@@ -120,3 +120,18 @@ def test_the_reserve_flag_reaches_the_config(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["run", str(sheet), "--reserve", "3", "--sandbox"])
     assert result.exit_code != 0
     assert "reserve '3' must be at least 0 and leave part of the limit (3/s)" in result.output
+
+
+def test_a_bad_base_url_from_the_environment_names_the_variable(tmp_path: Path) -> None:
+    """The value came from GONG_BASE_URL, not from the defaults or the config file: the error
+    says so, so the user looks in the right place."""
+    from bulkmeet.config import load
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("rate: 2\n", encoding="utf-8")
+    for path in (None, cfg):
+        with pytest.raises(ConfigError, match=r"^GONG_BASE_URL: base_url must be an http\(s\)"):
+            load(path, env={"GONG_BASE_URL": "ftp://gong.example"})
+    with pytest.raises(ConfigError, match=r"c\.yaml: base_url must be an http\(s\)"):
+        cfg.write_text("base_url: ftp://gong.example\n", encoding="utf-8")
+        load(cfg, env={})
