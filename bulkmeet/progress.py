@@ -205,7 +205,7 @@ def _parts(s: Snapshot) -> list[tuple[str, str]]:
     else:
         limit = f" (limit {per_second(s.limit)} req/s)" if s.limit else ""
         parts.append(("rate", f"rate: measuring…{limit}"))
-    if s.paused > 0:
+    if s.paused >= 1:  # under a second it would read "0s left"
         parts.append(("paused", f"paused on 429: {duration(s.paused)} left"))
     if s.eta is not None:
         eta = f"ETA ~{duration(s.eta)} at the limit" if s.eta_estimated else (

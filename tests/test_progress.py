@@ -462,3 +462,15 @@ def test_the_bar_without_a_total_on_a_narrow_terminal() -> None:
                  rate=2.9, eta=None, paused=0.0, elapsed=420, limit=2.94)
     line = _bar_line(s, 60)
     assert "1234/?" in line and len(line) <= 60
+
+
+
+@pytest.mark.parametrize(("left", "shown"), [(0.2, False), (0.5, False), (1.0, True),
+                                             (12.0, True)])
+def test_a_pause_about_to_end_is_not_shown_as_0s_left(left: float, shown: bool) -> None:
+    from bulkmeet.progress import Snapshot, status_line
+
+    line = status_line(Snapshot(done=3, total=10, created=3, failed=0, invalid=0, uncertain=0,
+                                rate=2.9, eta=5.0, paused=left, elapsed=2.0, limit=2.94))
+    assert ("paused on 429" in line) is shown, line
+    assert "0s left" not in line
