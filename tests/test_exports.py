@@ -300,3 +300,18 @@ def test_a_directory_header_gives_the_invitees_names(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert payloads(res.stdout)[0]["invitees"] == [
         {"email": "bo@client.example", "displayName": "Bo Chen (Acme)", "firstName": "Bo"}]
+
+
+def test_a_workbook_read_as_csv_says_it_is_a_workbook(tmp_path: Path) -> None:
+    """--format csv on an .xlsx (or a workbook saved as .csv): the hint names the format, not
+    an encoding that would not help."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.append(["startTime", "endTime", "title", "organizerEmail"])
+    path = tmp_path / "export.csv"  # a workbook under a CSV's name
+    book.save(path)
+    res = validate(str(path))
+    assert res.exit_code == 2
+    assert "this is a ZIP file, as an Excel workbook is: read it with --format xlsx" in res.output
+    assert "cp1252" not in res.output

@@ -127,6 +127,9 @@ def _fail(name: str, codec: str, chunk: bytes, exc: UnicodeDecodeError, lines: i
     byte = data[start] if data else 0
     hint = EXCEL_HINT if codec in ("utf-8-sig", "utf-8") else (
         "set `encoding:` (or --encoding) to the codec the file was saved in")
+    if line == 1 and data.startswith(b"PK\x03\x04"):  # a ZIP: an .xlsx workbook, not text
+        hint = ("this is a ZIP file, as an Excel workbook is: read it with --format xlsx (or "
+                "name it .xlsx)")
     raise InputError(
         f"{name}: line {line}: byte 0x{byte:02X} is not valid {_shown(codec)}, so the file "
         f"cannot be read as {_shown(codec)}. Nothing was sent: {hint}")
