@@ -88,7 +88,6 @@ def test_init_dash_writes_to_stdout(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("target", "message"), [
     ("nowhere/bulkmeet.yaml",
      "bulkmeet: error: cannot write nowhere/bulkmeet.yaml: No such file or directory\n"),
-    ("folder", "bulkmeet: error: folder is a directory\n"),
 ])
 @pytest.mark.parametrize("force", [False, True], ids=["", "--force"])
 def test_init_cannot_write_exits_2_with_one_line(tmp_path: Path, target: str, message: str,
@@ -97,3 +96,17 @@ def test_init_cannot_write_exits_2_with_one_line(tmp_path: Path, target: str, me
     res = CliRunner().invoke(main, ["init", target, *(["--force"] if force else [])])
     assert res.exit_code == 2
     assert res.stderr == message
+
+
+def test_init_into_a_folder_writes_bulkmeet_yaml_there(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bulkmeet init .` (or any folder): the default name inside it; kept unless --force."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "conf").mkdir()
+    res = CliRunner().invoke(main, ["init", "conf"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "conf" / "bulkmeet.yaml").read_bytes() == EXAMPLE
+    res = CliRunner().invoke(main, ["init", "conf"])
+    assert res.exit_code == 2
+    assert res.stderr == "bulkmeet: error: conf/bulkmeet.yaml exists; bulkmeet init --force " \
+                         "overwrites it\n"

@@ -38,18 +38,19 @@ def init(path: str, force: bool) -> None:
             click.echo(text, nl=False)
             return EXIT_OK
         target = Path(path)
-        if target.is_dir():
-            raise UsageError(f"{path} is a directory")
+        if target.is_dir():  # `bulkmeet init .`: the default name in that folder
+            target = target / DEFAULT_PATH
         try:
             # "x" creates the file or fails if anything is there: nothing is overwritten, even a
             # file that appears between a check and the write.
             with open(target, "wb" if force else "xb") as f:
                 f.write(text)
         except FileExistsError:
-            raise UsageError(f"{path} exists; bulkmeet init --force overwrites it") from None
+            raise UsageError(f"{target} exists; bulkmeet init --force overwrites it") from None
         except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-        click.echo(f"bulkmeet: wrote the example config to {path}; use it with --config {path}",
+            raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+        click.echo(f"bulkmeet: wrote the example config to {target}; use it with --config "
+                   f"{target}",
                    err=True)
         return EXIT_OK
 
