@@ -123,6 +123,7 @@ class Snapshot:
     elapsed: float
     limit: float | None = None  # the gate's rate now (auto mode moves it); None: unlimited
     eta_estimated: bool = False  # the ETA is rows left at the limit, not a measured pace
+    skipped: int = 0  # done already (an earlier run, the store) or left out by the filter
 
 
 def snapshot(stats: RunStats, gate: Gate | None, total: int | None, meter: RateMeter,
@@ -162,6 +163,7 @@ def snapshot(stats: RunStats, gate: Gate | None, total: int | None, meter: RateM
         created=c[Status.CREATED.value] + c[Status.UPDATED.value] + c[Status.DELETED.value],
         failed=c[Status.FAILED.value], invalid=c[Status.INVALID.value],
         uncertain=c[Status.UNCERTAIN.value] + stats.uncertain_before,
+        skipped=c[Status.SKIPPED.value] + stats.settled,
         rate=rate, eta=eta, paused=paused, elapsed=now - stats.started, limit=limit,
         eta_estimated=estimated,
     )
@@ -189,12 +191,14 @@ def per_second(value: float) -> str:
 
 
 # What a narrow bar drops first: the part with the highest number goes first.
-_DROP_ORDER: Final = {"rate": 6, "invalid": 5, "uncertain": 4, "created": 3, "eta": 2,
+_DROP_ORDER: Final = {"skipped": 7, "rate": 6, "invalid": 5, "uncertain": 4, "created": 3, "eta": 2,
                       "failed": 1, "paused": 0}
 
 
 def _parts(s: Snapshot) -> list[tuple[str, str]]:
     parts = [("created", f"{s.created} created"), ("failed", f"{s.failed} failed")]
+    if s.skipped:
+        parts.append(("skipped", f"{s.skipped} skipped"))
     if s.invalid:
         parts.append(("invalid", f"{s.invalid} invalid"))
     if s.uncertain:

@@ -474,3 +474,16 @@ def test_a_pause_about_to_end_is_not_shown_as_0s_left(left: float, shown: bool) 
                                 rate=2.9, eta=5.0, paused=left, elapsed=2.0, limit=2.94))
     assert ("paused on 429" in line) is shown, line
     assert "0s left" not in line
+
+
+def test_skipped_rows_are_in_the_status_line() -> None:
+    """Rows done with no request (an earlier run's, the store's) are counted in the line, so
+    the parts add up to the rows done."""
+    from bulkmeet.progress import Snapshot, status_line
+
+    line = status_line(Snapshot(done=7, total=40, created=1, failed=0, invalid=0, uncertain=0,
+                                rate=None, eta=None, paused=0.0, elapsed=1.0, skipped=6))
+    assert "7/40 rows" in line and "1 created" in line and "6 skipped" in line
+    line = status_line(Snapshot(done=1, total=40, created=1, failed=0, invalid=0, uncertain=0,
+                                rate=None, eta=None, paused=0.0, elapsed=1.0))
+    assert "skipped" not in line
