@@ -166,3 +166,27 @@ def test_sandbox_meetings_never_stand_for_real_ones(tmp_path: Path,
         assert res.exit_code == 2, res.output
         assert "nothing was imported" in res.stderr
         assert real.state.requests == 0
+
+
+def test_a_sandbox_syncs_results_are_refused_by_a_real_undo(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """sync writes where it sent on its `sending` entries, as run does: a real undo of a
+    sandbox sync's results sends nothing."""
+    from bulkmeet.sandbox import SandboxSettings, SandboxThread
+
+    for name in ("GONG_ACCESS_KEY", "GONG_ACCESS_KEY_SECRET", "GONG_BEARER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(2)])
+    out = tmp_path / "sync.jsonl"
+    res = CliRunner().invoke(main, ["sync", str(src), "--sandbox", "--sandbox-rate", "0",
+                                    "--rate", "1000", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert {e.get("target") for e in entries(out) if e["status"] == "sending"} == {"sandbox"}
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    with SandboxThread(SandboxSettings(rate=None)) as real:
+        monkeypatch.setenv("GONG_BASE_URL", real.url)
+        res = CliRunner().invoke(main, ["undo", str(out), "--yes", "--rate", "1000"])
+        assert res.exit_code == 2, res.output
+        assert real.state.requests == 0

@@ -73,7 +73,7 @@ async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record],
     from ..engine import Engine, Journal, RunStats
     from ..planner import Planner, Settled
     from ..runs import close_journals, open_ledger
-    from ..session import Target, credentials_for, open_session
+    from ..session import Target, credentials_for, open_session, target_label
 
     stop = stop or asyncio.Event()
     total = RunStats(rows_read=rows_read, skipped=unchanged, settled=unchanged)
@@ -81,7 +81,9 @@ async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record],
     sending = any(p.rows for p in phases)
     credentials = credentials_for(target) if sending else None  # nothing to send: none needed
     ledger = open_ledger(ledger_path)
-    journal = Journal(ResultsWriter(out, fresh=fresh), ledger)
+    # Where the rows go, on every `sending` entry: an undo of this file elsewhere is refused.
+    label = target_label(cfg, target, credentials) if credentials is not None else None
+    journal = Journal(ResultsWriter(out, fresh=fresh, target=label), ledger)
     parts: list[RunStats] = []
     listener, deleted = _deleted_keys()
     listeners = [*listeners, listener]
