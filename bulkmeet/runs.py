@@ -10,6 +10,7 @@ No printing here: the CLI and the Python API show what these return.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import stat
@@ -299,6 +300,23 @@ async def run_rows(
     finally:
         if prior is not None:
             prior.close()
+
+
+async def with_store_budget(cfg: Config, opts: RunOptions, est: Estimate) -> Estimate:
+    """The estimate with today's budget as the state store counts it (every process of the
+    company adds up there, and a run is held to it), when that leaves less than the count on
+    this machine says."""
+    url = state_url(cfg, opts.target)
+    if url is None or est.budget_left is None:
+        return est
+    from .session import open_state
+
+    store = await open_state(cfg, credentials_for(opts.target), url)
+    try:
+        left = max(0, cfg.daily_budget - await store.spent(quota_for(cfg).day))
+    finally:
+        await store.close()
+    return dataclasses.replace(est, budget_left=min(est.budget_left, left))
 
 
 def estimate(cfg: Config, opts: RunOptions) -> Estimate | None:

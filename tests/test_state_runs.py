@@ -310,3 +310,41 @@ def test_state_must_exist_with_no_store_at_all_refuses(tmp_path: Path) -> None:
         assert sb.state.requests == 0
     assert p.returncode == 2, err.decode()
     assert b"keeps no state store" in err and b"Traceback" not in err
+
+
+def test_the_preflight_budget_is_the_stores_count(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other processes of the company spent 9,995 of today's calls through the store (this
+    machine's own count knows none of them): the preflight says 5 are left, not 10,000, and
+    the run is held to it (5 sent, the rest deferred, exit 75)."""
+    import asyncio
+
+    from click.testing import CliRunner
+
+    from bulkmeet.cli import main
+    from bulkmeet.config import Config
+    from bulkmeet.quota import quota_for
+    from bulkmeet.session import Target, credentials_for, open_state
+
+    state = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(10)])
+    with SandboxThread(SandboxSettings(rate=None)) as sb:
+        monkeypatch.setenv("GONG_BASE_URL", sb.url)
+        cfg = Config(base_url=sb.url, state=state)
+
+        async def spend() -> None:
+            store = await open_state(cfg, credentials_for(Target()))
+            try:
+                await store.spend(quota_for(cfg).day, cfg.daily_budget, 9995)
+            finally:
+                await store.close()
+
+        asyncio.run(spend())
+        res = CliRunner().invoke(main, ["run", str(src), "--state", state, "--rate", "1000",
+                                        "--no-check"])
+        assert "today's budget: 5 of 10000 calls left, not enough" in res.stderr, res.stderr
+        assert res.exit_code == 75, res.output
+        assert sb.state.creates == 5

@@ -103,12 +103,14 @@ def run(input: str, config_path: str | None, preset: str | None, organizer: str 
 
 async def _run_async(cfg: Config, opts: RunOptions, errors_out: str | None = None,
                      outputs: RunOutputs | None = None) -> int:
-    from ..runs import estimate, run_input
+    from ..runs import estimate, run_input, with_store_budget
     from ..session import credentials_for
 
     credentials_for(opts.target)  # a missing credential is said before the preflight lines
     outputs = outputs or RunOutputs()
     est = estimate(cfg, opts)
+    if est is not None:
+        est = await with_store_budget(cfg, opts, est)
     for line in est.lines() if est is not None and not outputs.quiet else ():
         click.echo(line, err=True)
     outputs.begin(cfg, opts.input, opts.out, fresh=opts.fresh, sheet=opts.sheet)
