@@ -58,6 +58,7 @@ class RunSummary:
     stop_reason: str | None = None
     error: BulkmeetError | None = None
     warnings: tuple[str, ...] = field(default=())
+    organizer_checks: int = 0  # integration/status calls before sending (not in `requests`)
 
     @property
     def ok(self) -> bool:
@@ -79,7 +80,8 @@ class RunSummary:
         return cls(Path(results), exit_code(stats), dict(stats.counts), stats.rows_read,
                    stats.requests, stats.rate_limited, stats.skipped,
                    tuple(sorted(stats.uncertain_lines)), round(stats.wall, 3),
-                   stats.stop_reason, error, tuple(stats.output_errors))
+                   stats.stop_reason, error, tuple(stats.output_errors),
+                   stats.organizer_checks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,7 +163,7 @@ def snapshot(stats: RunStats, gate: Gate | None, total: int | None, meter: RateM
         created=c[Status.CREATED.value] + c[Status.UPDATED.value] + c[Status.DELETED.value],
         failed=c[Status.FAILED.value], invalid=c[Status.INVALID.value],
         uncertain=c[Status.UNCERTAIN.value] + stats.uncertain_before,
-        skipped=c[Status.SKIPPED.value] + stats.settled,
+        skipped=c[Status.SKIPPED.value] + stats.settled - stats.refused_before,
         rate=rate, eta=eta, paused=paused, elapsed=now - stats.started, limit=limit,
         eta_estimated=estimated,
     )

@@ -165,7 +165,8 @@ class RunReport(RowEvents):
             "pausedSeconds": round(stats.paused_seconds, 3),
             "quota": None if quota is None else {
                 "day": quota.day, "budget": quota.budget, "usedToday": quota.used,
-                "usedThisRun": stats.requests, "remaining": max(0, quota.budget - quota.used),
+                "usedThisRun": stats.requests + stats.organizer_checks,
+                "remaining": max(0, quota.budget - quota.used),
             },
             "stopReason": stats.stop_reason,
             "interrupted": stats.interrupted,

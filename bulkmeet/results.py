@@ -294,6 +294,21 @@ class ResultsState:
 
 
 
+SANDBOX_TARGET = "sandbox"
+
+
+def other_targets(targets: set[str], here: str | None) -> tuple[list[str], list[str]]:
+    """Of the targets a results file names, (those that can never be `here`'s, those that may
+    be): the sandbox's meetings are never a real company's (and the other way round); another
+    host name or credential may be the same company (a rotated key, a refreshed token)."""
+    if here is None:
+        return [], []
+    others = sorted(targets - {here})
+    sandbox = here == SANDBOX_TARGET
+    never = [t for t in others if (t == SANDBOX_TARGET) != sandbox]
+    return never, [t for t in others if t not in never]
+
+
 def iter_entries(path: str | Path, warnings: list[str]) -> Iterator[dict[str, Any]]:
     """Every entry of a results file, JSONL or CSV; a torn or unreadable line gives a warning."""
     p = Path(path)

@@ -27,7 +27,7 @@ from .models import Row
 from .planner import Estimate, Planner, Work, count_work, read_input, small_file
 from .prior import Prior, open_prior
 from .quota import quota_for
-from .results import ResultsWriter
+from .results import ResultsWriter, other_targets
 from .session import (
     Session,
     Target,
@@ -97,13 +97,18 @@ def read_prior(cfg: Config, opts: RunOptions, target: str | None = None) -> Prio
     if prior is not None:
         for w in prior.warnings:
             log.warning(w)
-        others = sorted(prior.targets - {target}) if target is not None else []
-        if others:
+        never, maybe = other_targets(prior.targets, target)
+        if never:
             prior.close()
             raise UsageError(
-                f"{opts.out} holds the results of runs that sent to {', '.join(others)}; this run "
+                f"{opts.out} holds the results of runs that sent to {', '.join(never)}; this run "
                 f"sends to {target}. Resuming it would take those meetings for this target's: "
                 "give another --out (or --fresh to start the file anew)")
+        if maybe:  # the same company under another credential or host name, most likely:
+            # resuming keeps its meetings from being made again
+            log.warning("%s was written by runs that sent to %s; this run sends to %s (another "
+                        "credential or host name of the same company?): its rows are resumed "
+                        "as this target's", opts.out, ", ".join(maybe), target)
     return prior
 
 
@@ -330,7 +335,9 @@ def estimate(cfg: Config, opts: RunOptions) -> Estimate | None:
     mapper = Mapper.from_config(cfg)
     planner = Planner(mapper, prior=prior, ledger=ledger,
                       resend_uncertain=opts.resend_uncertain, quiet=True)
-    organizers: dict[str, list[str]] = {}
+    # The keys to create by organizer, for the organizer check: only where it may run.
+    store = state_url(cfg, opts.target) is not None
+    organizers: dict[str, list[str]] | None = {} if store and cfg.check_organizers else None
     try:
         with read_input(cfg, opts.input, mapper, sheet=opts.sheet) as raws:
             rows, to_send, invalid, done = count_work(planner.plan(raws), organizers)
@@ -342,4 +349,4 @@ def estimate(cfg: Config, opts: RunOptions) -> Estimate | None:
     seconds = to_send / rate if rate else None
     budget_left = None if opts.sandbox else quota_for(cfg).remaining
     return Estimate(rows, to_send, invalid, done, seconds, budget_left, cfg.daily_budget,
-                    organizers, store=state_url(cfg, opts.target) is not None)
+                    organizers or {}, store=store)

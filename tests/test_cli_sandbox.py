@@ -190,3 +190,58 @@ def test_a_sandbox_syncs_results_are_refused_by_a_real_undo(tmp_path: Path,
         res = CliRunner().invoke(main, ["undo", str(out), "--yes", "--rate", "1000"])
         assert res.exit_code == 2, res.output
         assert real.state.requests == 0
+
+
+def test_another_credential_of_the_same_host_is_warned_not_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rotated access key (or a refreshed token) names another target: resume, undo and
+    import go on with a warning (refusing would lose the file's meetings from view and let a
+    later run make them again); only the sandbox and a real company never mix."""
+    from bulkmeet.sandbox import SandboxSettings, SandboxThread
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(2)])
+    out = tmp_path / "r.jsonl"
+    with SandboxThread(SandboxSettings(rate=None)) as real:
+        monkeypatch.setenv("GONG_BASE_URL", real.url)
+        res = CliRunner().invoke(main, ["run", str(src), "--rate", "1000", "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        monkeypatch.setenv("GONG_ACCESS_KEY", "rotated-key")
+        res = CliRunner().invoke(main, ["run", str(src), "--rate", "1000", "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert "another credential or host name of the same company?" in res.stderr
+        assert real.state.creates == 2  # resumed: nothing made again
+        res = CliRunner().invoke(main, ["state", "import", "--results", str(out), "--state",
+                                        f"sqlite:///{tmp_path / 's.sqlite3'}"])
+        assert res.exit_code == 0, res.output
+        assert "2 created" in res.stdout
+        res = CliRunner().invoke(main, ["undo", str(out), "--yes", "--rate", "1000"])
+        assert res.exit_code == 0, res.output
+        assert real.state.meetings == {}
+
+
+def test_a_real_sync_does_not_append_to_a_sandbox_syncs_results(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mixing both in one file would leave a file no undo can take (each refuses the other's
+    rows): refused, as a run refuses to resume it; nothing sent."""
+    from bulkmeet.sandbox import SandboxSettings, SandboxThread
+
+    for name in ("GONG_ACCESS_KEY", "GONG_ACCESS_KEY_SECRET", "GONG_BEARER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(2)])
+    out = tmp_path / "sync.jsonl"
+    res = CliRunner().invoke(main, ["sync", str(src), "--sandbox", "--sandbox-rate", "0",
+                                    "--rate", "1000", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    with SandboxThread(SandboxSettings(rate=None)) as real:
+        monkeypatch.setenv("GONG_BASE_URL", real.url)
+        res = CliRunner().invoke(main, ["sync", str(src), "--rate", "1000", "--out", str(out),
+                                        "--state", f"sqlite:///{tmp_path / 's.sqlite3'}"])
+        assert res.exit_code == 2, res.output
+        assert "sent to sandbox" in res.stderr
+        assert real.state.requests == 0

@@ -77,3 +77,16 @@ def test_counts_of_one_are_singular(tmp_path: Path) -> None:
     assert "  1 request; " in res.stderr  # no rate from one request
     res = CliRunner().invoke(main, ["validate", str(src)])
     assert "bulkmeet: 1 row read: 1 valid" in res.output
+
+
+def test_the_summary_says_skipped_only_for_rows_done_before() -> None:
+    """Rows an earlier run created and rows Gong refused before are both settled with no new
+    record; the summary's 'skipped: already done' counts the first only (the refused have a
+    line of their own)."""
+    from bulkmeet.cli.common import summary_lines
+    from bulkmeet.engine import RunStats
+
+    stats = RunStats(rows_read=5, settled=5, refused_before=2, skipped=3)
+    lines = summary_lines(stats, "out.jsonl")
+    assert "  3 skipped: already done in an earlier run, nothing sent" in lines
+    assert any(line.startswith("  2 refused by Gong in an earlier run") for line in lines)

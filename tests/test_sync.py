@@ -721,3 +721,28 @@ def test_plan_agrees_with_run_on_a_row_gong_refused(
     res = invoke("sync", str(src), *state)
     assert res.exit_code == 1, res.output
     assert sandbox.state.requests == calls  # sync sends nothing either
+
+
+def test_a_refusal_counts_in_a_plan_only_where_a_claim_would_check_it() -> None:
+    """The store's refused digest is what a create of a refused key, or an update of a meeting,
+    is checked against; a key deleted (or released) since is sent again whatever was refused
+    before. The plan reads it the same way, so it never says `refused before` where run would
+    create."""
+    from bulkmeet.reconcile.known import entry_of
+    from bulkmeet.store import KeyRecord, Op, State
+
+    row_ = _valid(2, "k")
+    assert row_.payload is not None
+    digest = payload_digest(row_.payload)
+
+    def record(state: State, meeting: str | None) -> KeyRecord:
+        return KeyRecord("k", state, meeting, ANA, None, "other", Op.UPDATE, None, None, digest,
+                         404, (), 0.0)
+
+    refused = make_plan([row_], {"k": entry_of(record(State.REFUSED, None))})
+    assert [c.kind for c in refused.changes] == [Kind.REFUSED]
+    updated = make_plan([row_], {"k": entry_of(record(State.UPDATED, "m1"))})
+    assert [c.kind for c in updated.changes] == [Kind.REFUSED]
+    for state in (State.DELETED, State.NOT_CREATED):
+        again = make_plan([row_], {"k": entry_of(record(state, "m1"))})
+        assert [c.kind for c in again.changes] == [Kind.CREATE], state

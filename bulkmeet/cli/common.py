@@ -159,8 +159,9 @@ def summary_lines(stats: RunStats, out: str) -> list[str]:
     counts = ", ".join(f"{stats.counts[s]} {s}" for s in order if stats.counts.get(s))
     lines = [f"bulkmeet: {plural(stats.rows_read, 'row')} read in {stats.wall:.1f}s: "
              f"{counts or 'nothing recorded'}"]
-    if stats.settled:  # no record this run: the headline does not count them
-        lines.append(f"  {stats.settled} skipped: already done in an earlier run, nothing sent")
+    done_before = stats.settled - stats.refused_before  # no record this run, not in the headline
+    if done_before:
+        lines.append(f"  {done_before} skipped: already done in an earlier run, nothing sent")
     rate = f" at {stats.achieved_rate:.2f}/s" if stats.requests > 1 else ""
     checks = (f" (and {plural(stats.organizer_checks, 'organizer check')} before)"
               if stats.organizer_checks else "")

@@ -48,6 +48,7 @@ def worth_asking(todo: int, rows: int) -> bool:
 
 # The check is a saving, not a step a run waits long for: a 429 past this, or an answer that
 # does not come after a retry, and the rows find out one by one instead.
+KEY_BATCH = 1000  # keys looked up in the store at once
 CHECK_MAX_WAIT = 30.0
 CHECK_ATTEMPTS = 2
 
@@ -78,8 +79,9 @@ async def check_organizers(session: Session, memo: OrganizerMemo,
     if todo:  # a row the store knows created is skipped: no check for it (a results file lost)
         for email, keys in organizers.items():
             if email.lower() in todo:
-                known = await store.get_many(keys)
-                rows[email.lower()] -= sum(1 for rec in known.values() if rec.exists)
+                for i in range(0, len(keys), KEY_BATCH):  # a batch at a time: flat memory
+                    known = await store.get_many(keys[i:i + KEY_BATCH])
+                    rows[email.lower()] -= sum(1 for rec in known.values() if rec.exists)
         todo = [e for e in todo if rows[e] > 0]
     if not worth_asking(len(todo), sum(rows[e] for e in todo)):
         return

@@ -83,6 +83,7 @@ async def execute(cfg: Config, phases: Sequence[Phase], notes: Sequence[Record],
     ledger = open_ledger(ledger_path)
     # Where the rows go, on every `sending` entry: an undo of this file elsewhere is refused.
     label = target_label(cfg, target, credentials) if credentials is not None else None
+    _refuse_other_targets(out, label, fresh)
     journal = Journal(ResultsWriter(out, fresh=fresh, target=label), ledger)
     parts: list[RunStats] = []
     listener, deleted = _deleted_keys()
@@ -144,6 +145,25 @@ def _seeder(rows: Sequence[Row]) -> Callable[[Sandbox], None]:
                     "meetingUrl": f"https://join.sandbox.gong.example/sandbox/{row.meeting_id}"}
 
     return seed
+
+
+def _refuse_other_targets(out: str, label: str | None, fresh: bool) -> None:
+    """Appending a sandbox's rows to a real file (or the other way round) would leave a file
+    no undo can take: refused, as `run` refuses to resume one."""
+    if fresh or label is None:
+        return
+    from ..errors import UsageError
+    from ..prior import open_prior
+    from ..results import other_targets
+
+    prior = open_prior(out)
+    try:
+        never, _ = other_targets(prior.targets, label)
+    finally:
+        prior.close()
+    if never:
+        raise UsageError(f"{out} holds the results of runs that sent to {', '.join(never)}; "
+                         f"this sync sends to {label}: give another --out (or --fresh)")
 
 
 def _deleted_keys() -> tuple[RowEvents, set[str]]:

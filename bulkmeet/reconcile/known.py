@@ -156,7 +156,9 @@ def entry_of(rec: KeyRecord) -> LedgerEntry:
         deleted=deleted,
         organizer=rec.organizer if exists else None,
         payload=rec.payload if exists else None,
-        refused_hash=rec.refused_digest,
+        # Where a claim checks it: a key Gong refused, or an update of a meeting; a key deleted
+        # or released since is sent again whatever was refused before.
+        refused_hash=rec.refused_digest if exists or rec.state is State.REFUSED else None,
     )
 
 

@@ -14,7 +14,7 @@ from ..config import DEFAULT_RATE, Config
 from ..errors import InputError, UsageError
 from ..ledger import LedgerEntry, read_ledger
 from ..models import Record, Row, Status
-from ..results import read_results
+from ..results import other_targets, read_results
 from .execute import Phase, execute
 from .plan import organizer_of
 
@@ -61,14 +61,19 @@ def plan_undo(results_path: str, *, out: str, ledger_path: str | None = None,
     if Path(out).resolve() == Path(results_path).resolve():
         raise UsageError("the undo's results file must not be the results file it undoes")
     state = read_results(results_path)
-    others = sorted(state.targets - {target}) if target is not None else []
-    if others:
+    never, maybe = other_targets(state.targets, target)
+    if never:
         raise UsageError(
-            f"{results_path} holds the results of runs that sent to {', '.join(others)}; this "
+            f"{results_path} holds the results of runs that sent to {', '.join(never)}; this "
             f"undo sends to {target}. Its meetings are not there: nothing was sent (undo it "
-            "where it was run, e.g. with --sandbox for a sandbox run)")
+            "where it was run: with --sandbox for a sandbox run, without it for a real one)")
     undone = read_results(out)
     plan = UndoPlan(warnings=[*state.warnings, *undone.warnings])
+    if maybe:
+        plan.warnings.append(
+            f"{results_path} was written by runs that sent to {', '.join(maybe)}; this undo "
+            f"sends to {target} (another credential or host name of the same company?): a "
+            "meeting that is not there answers 404 and counts as gone")
     entries: dict[str, LedgerEntry] = {}
     if ledger_path is not None:
         entries, warnings = read_ledger(ledger_path)

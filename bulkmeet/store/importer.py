@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..ledger import LedgerEntry, read_ledger
 from ..models import Status
-from ..results import KeyState, read_results
+from ..results import KeyState, other_targets, read_results
 from .base import Store, dumps
 from .transitions import Op, Row, State
 
@@ -87,13 +87,17 @@ async def import_results(store: Store, path: str | Path, *,
     """`target`: where this store's runs send (session.target_label); a file whose runs sent
     elsewhere (the sandbox, another company) is refused: its meetings are not this target's."""
     state = read_results(path)
-    others = sorted(state.targets - {target}) if target is not None else []
-    if others:
+    never, maybe = other_targets(state.targets, target)
+    if never:
         from ..errors import UsageError
 
-        raise UsageError(f"{path} holds the results of runs that sent to {', '.join(others)}, "
+        raise UsageError(f"{path} holds the results of runs that sent to {', '.join(never)}, "
                          f"not to {target}: its meetings are not this store's; nothing was "
                          "imported")
+    if maybe:
+        state.warnings.append(f"{path} was written by runs that sent to {', '.join(maybe)}, "
+                              f"this store is {target}'s: imported as the same company's "
+                              "(another credential or host name of it)")
     facts = (results_fact(k, s) for k, s in state.keys.items())
     return await _merge(store, f"import:results:{Path(path).name}",
                         (f for f in facts if f is not None), state.warnings)
