@@ -157,3 +157,15 @@ def test_a_state_store_that_cannot_be_reached_is_one_line_without_its_password(
     assert "s3cr3t-pw" not in res.output and "Traceback" not in res.output
     assert "cannot open the state store postgresql://team:***@127.0.0.1:1/bulkmeet" in \
         res.stderr
+
+
+@pytest.mark.parametrize(("url", "said"), [("sqlite://x", "write sqlite:///relative/path"),
+                                           ("redis://x", "expected sqlite:///path")])
+def test_state_show_of_a_malformed_state_url_is_an_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, said: str) -> None:
+    for k, v in CREDS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["state", "show", "--state", url])
+    assert res.exit_code == 2 and said in res.stderr, res.output
+    assert list(tmp_path.iterdir()) == []  # nothing created

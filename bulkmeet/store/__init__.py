@@ -64,17 +64,8 @@ async def open_store(url: str | Path | None, target: Target, *,
     if text.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
         return await PostgresStore.open(text, target)
-    if text.startswith("sqlite://"):
-        path = text[len("sqlite://"):]
-        if not path.startswith("/") or path == "/":
-            raise ConfigError(f"state URL {text!r}: write sqlite:///relative/path or "
-                              "sqlite:////absolute/path")
-        text = path[1:]
-    elif "://" in text:
-        raise ConfigError(f"state URL {text!r}: expected sqlite:///path, a path, or "
-                          "postgresql://...")
     from .sqlite import SQLiteStore
-    return await SQLiteStore.open(_sqlite_path(text, target), target)
+    return await SQLiteStore.open(_sqlite_path(_sqlite_text(text), target), target)
 
 
 def sqlite_path(url: str | Path | None, target: Target,
@@ -85,9 +76,21 @@ def sqlite_path(url: str | Path | None, target: Target,
     text = str(url)
     if text.startswith(("postgresql://", "postgres://")):
         return None
+    return _sqlite_path(_sqlite_text(text), target)
+
+
+def _sqlite_text(text: str) -> str:
+    """The path of a `sqlite:///...` URL, or of a bare path; ConfigError for anything else."""
     if text.startswith("sqlite://"):
-        text = text[len("sqlite://"):][1:]
-    return _sqlite_path(text, target)
+        path = text[len("sqlite://"):]
+        if not path.startswith("/") or path == "/":
+            raise ConfigError(f"state URL {text!r}: write sqlite:///relative/path or "
+                              "sqlite:////absolute/path")
+        return path[1:]
+    if "://" in text:
+        raise ConfigError(f"state URL {text!r}: expected sqlite:///path, a path, or "
+                          "postgresql://...")
+    return text
 
 
 def _sqlite_path(text: str, target: Target) -> Path:
