@@ -154,7 +154,10 @@ def snapshot(stats: RunStats, gate: Gate | None, total: int | None, meter: RateM
         if left == 0:
             eta = 0.0
         elif rate is not None and throughput > 0:
-            eta = paused + left / throughput
+            # Rows finish at the pace requests leave once the answers come back: early on, or
+            # with a slow server, the records lag the requests, and their pace alone would
+            # promise minutes for seconds of work.
+            eta = paused + left / max(throughput, rate)
         elif limit is not None:
             eta, estimated = paused + left / limit, True
     c = stats.counts

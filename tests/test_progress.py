@@ -487,3 +487,21 @@ def test_skipped_rows_are_in_the_status_line() -> None:
     line = status_line(Snapshot(done=1, total=40, created=1, failed=0, invalid=0, uncertain=0,
                                 rate=None, eta=None, paused=0.0, elapsed=1.0))
     assert "skipped" not in line
+
+
+def test_eta_with_a_slow_server_follows_the_requests_not_the_lagging_records() -> None:
+    """A server that takes 2 s to answer: 4 s in, 12 requests have left at 3/s but only 6 rows
+    have their record. The rows will finish at the requests' pace; the ETA says so (34 rows at
+    ~3/s: about 11 s), not 34 rows at the records' 1.5/s (23 s and growing)."""
+
+    async def go() -> Snapshot:
+        gate = Gate(3.0)
+        meter = RateMeter()
+        s = stats_with(created=0)
+        snapshot(s, gate, 40, meter, now=s.started)
+        s.counts["created"] = 6
+        s.requests = 12
+        return snapshot(s, gate, 40, meter, now=s.started + 4)
+
+    snap = run_virtual(go())
+    assert snap.eta is not None and 9 <= snap.eta <= 13, snap.eta
