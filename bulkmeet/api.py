@@ -200,13 +200,15 @@ def plan(input: PathLike, *, ledger: PathLike | None = None,
          resend_uncertain: bool = False, sheet: str | None = None, **flags: Any) -> Plan:
     """`bulkmeet plan`: what a sync would change to make Gong match `input`, compared with the
     state store (or, deprecated, an old `ledger` file). Sends nothing."""
+    from .reconcile import plan_input, plan_with_ledger
+
     cfg = settings(config, **flags)
     path = str(ledger) if ledger is not None else cfg.ledger
     if path:  # a file: nothing to wait for, and callable from inside an event loop
-        return _plan_ledger(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
-                            sheet=sheet)
-    return asyncio.run(_plan(cfg, input, None, prune=prune,
-                             resend_uncertain=resend_uncertain, sheet=sheet))
+        return plan_with_ledger(cfg, str(input), path, prune=prune,
+                                resend_uncertain=resend_uncertain, sheet=sheet)
+    return asyncio.run(plan_input(cfg, str(input), None, prune=prune,
+                                  resend_uncertain=resend_uncertain, sheet=sheet))
 
 
 async def plan_async(input: PathLike, *, ledger: PathLike | None = None,
@@ -214,36 +216,11 @@ async def plan_async(input: PathLike, *, ledger: PathLike | None = None,
                      resend_uncertain: bool = False, sheet: str | None = None,
                      **flags: Any) -> Plan:
     """`plan` for callers with their own event loop (the state store is read on it)."""
+    from .reconcile import plan_input
+
     cfg = settings(config, **flags)
-    return await _plan(cfg, input, ledger, prune=prune, resend_uncertain=resend_uncertain,
-                       sheet=sheet)
-
-
-def _plan_ledger(cfg: Config, input: PathLike, path: str, *, prune: bool,
-                 resend_uncertain: bool, sheet: str | None) -> Plan:
-    from .ledger import warn_deprecated
-    from .reconcile import read_plan
-
-    warn_deprecated(path)
-    return read_plan(cfg, str(input), path, prune=prune, resend_uncertain=resend_uncertain,
-                     sheet=sheet)
-
-
-async def _plan(cfg: Config, input: PathLike, ledger: PathLike | None, *, prune: bool,
-                resend_uncertain: bool, sheet: str | None) -> Plan:
-    from .reconcile import read_plan
-    from .reconcile.known import known_of_store
-
-    path = str(ledger) if ledger is not None else cfg.ledger
-    if path:
-        return _plan_ledger(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
-                            sheet=sheet)
-    known = await known_of_store(cfg)
-    try:
-        return read_plan(cfg, str(input), None, prune=prune, resend_uncertain=resend_uncertain,
-                         sheet=sheet, known=known)
-    finally:
-        known.close()
+    return await plan_input(cfg, str(input), str(ledger) if ledger is not None else cfg.ledger,
+                            prune=prune, resend_uncertain=resend_uncertain, sheet=sheet)
 
 
 async def sync_async(input: PathLike, *, ledger: PathLike | None = None,
@@ -256,13 +233,13 @@ async def sync_async(input: PathLike, *, ledger: PathLike | None = None,
     """`bulkmeet sync --yes`: make Gong match `input`, planned against the state store (or,
     deprecated, an old `ledger` file). Deletes (prune, replaces) are made only up to
     `max_deletes` (default 10); more raise UsageError before anything is sent."""
-    from .reconcile import DEFAULT_MAX_DELETES, check_deletes, run_sync
+    from .reconcile import DEFAULT_MAX_DELETES, check_deletes, plan_input, run_sync
     from .runs import default_out
 
     cfg = settings(config, **flags)
-    the_plan = await _plan(cfg, input, ledger, prune=prune, resend_uncertain=resend_uncertain,
-                           sheet=sheet)
     ledger_path = str(ledger) if ledger is not None else cfg.ledger
+    the_plan = await plan_input(cfg, str(input), ledger_path, prune=prune,
+                                resend_uncertain=resend_uncertain, sheet=sheet)
     check_deletes(the_plan, DEFAULT_MAX_DELETES if max_deletes is None else max_deletes)
     results = str(out or default_out(str(input), sandbox=sandbox))
     stats = await run_sync(cfg, the_plan, out=results, ledger_path=ledger_path, fresh=fresh,

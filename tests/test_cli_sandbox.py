@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from bulkmeet.cli import main
 
@@ -121,17 +121,28 @@ def test_the_sandbox_server_defaults_to_gongs_limits() -> None:
     assert defaults["daily"] == 10_000
 
 
+def _no_gong_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user with no Gong account (no credentials), state kept in the test's folder."""
+    for name in ("GONG_ACCESS_KEY", "GONG_ACCESS_KEY_SECRET", "GONG_BEARER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+
+
+def _sandbox_sync(tmp_path: Path, rows: int, out_name: str) -> tuple[Path, Path, Result]:
+    """`sync --sandbox` of `rows` made-up rows into `out_name`: (input, results file, result)."""
+    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(rows)])
+    out = tmp_path / out_name
+    res = CliRunner().invoke(main, ["sync", str(src), "--sandbox", "--sandbox-rate", "0",
+                                    "--rate", "1000", "--out", str(out)])
+    return src, out, res
+
+
 def test_sync_sandbox_without_gong_credentials_plans_from_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A first try of sync with no Gong account: no credentials to find the real state store,
     so the sandbox trial says so and plans every row as a create (it asked for --sandbox)."""
-    for name in ("GONG_ACCESS_KEY", "GONG_ACCESS_KEY_SECRET", "GONG_BEARER_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(3)])
-    out = tmp_path / "r.jsonl"
-    res = CliRunner().invoke(main, ["sync", str(src), "--sandbox", "--sandbox-rate", "0",
-                                    "--rate", "1000", "--out", str(out)])
+    _no_gong_credentials(tmp_path, monkeypatch)
+    src, out, res = _sandbox_sync(tmp_path, 3, "r.jsonl")
     assert res.exit_code == 0, res.output
     assert "plans as if nothing had been made yet" in res.stderr
     assert Counter(r["status"] for r in finals(out)) == {"created": 3}
@@ -143,8 +154,6 @@ def test_sandbox_meetings_never_stand_for_real_ones(tmp_path: Path,
     is refused by a real undo (its ids are not there: no DELETE goes out) and by `state
     import` (they would make a real run skip the rows)."""
     from bulkmeet.sandbox import SandboxSettings, SandboxThread
-
-    from .helpers import CREDS
 
     src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(3)])
     ledger = tmp_path / "ledger.jsonl"
@@ -174,13 +183,8 @@ def test_a_sandbox_syncs_results_are_refused_by_a_real_undo(tmp_path: Path,
     sandbox sync's results sends nothing."""
     from bulkmeet.sandbox import SandboxSettings, SandboxThread
 
-    for name in ("GONG_ACCESS_KEY", "GONG_ACCESS_KEY_SECRET", "GONG_BEARER_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(2)])
-    out = tmp_path / "sync.jsonl"
-    res = CliRunner().invoke(main, ["sync", str(src), "--sandbox", "--sandbox-rate", "0",
-                                    "--rate", "1000", "--out", str(out)])
+    _no_gong_credentials(tmp_path, monkeypatch)
+    src, out, res = _sandbox_sync(tmp_path, 2, "sync.jsonl")
     assert res.exit_code == 0, res.output
     assert {e.get("target") for e in entries(out) if e["status"] == "sending"} == {"sandbox"}
     for k, v in CREDS.items():
@@ -228,13 +232,8 @@ def test_a_real_sync_does_not_append_to_a_sandbox_syncs_results(
     rows): refused, as a run refuses to resume it; nothing sent."""
     from bulkmeet.sandbox import SandboxSettings, SandboxThread
 
-    for name in ("GONG_ACCESS_KEY", "GONG_ACCESS_KEY_SECRET", "GONG_BEARER_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    src = write_csv(tmp_path / "in.csv", [meeting_row(i) for i in range(2)])
-    out = tmp_path / "sync.jsonl"
-    res = CliRunner().invoke(main, ["sync", str(src), "--sandbox", "--sandbox-rate", "0",
-                                    "--rate", "1000", "--out", str(out)])
+    _no_gong_credentials(tmp_path, monkeypatch)
+    src, out, res = _sandbox_sync(tmp_path, 2, "sync.jsonl")
     assert res.exit_code == 0, res.output
     for k, v in CREDS.items():
         monkeypatch.setenv(k, v)

@@ -32,7 +32,6 @@ from ..reconcile import (
     UndoPlan,
     check_deletes,
     plan_undo,
-    read_plan,
     run_sync,
     run_undo,
     undo_out,
@@ -154,25 +153,18 @@ def _plan(cfg: Config, input: str, ledger: str | None, *, prune: bool, resend_un
     """Plan `input` against a ledger file (given, or `ledger:`; deprecated), else against every
     key the state store of this Gong target knows. Returns the plan and the ledger's path.
     A sandbox trial with no Gong credentials plans as if nothing had been made yet."""
-    path = ledger or cfg.ledger
-    if path:
-        warn_deprecated(path)
-        return read_plan(cfg, input, path, prune=prune, resend_uncertain=resend_uncertain,
-                         sheet=sheet), path
-    from ..reconcile.known import InMemoryKnown, Known, known_of_store
+    from ..reconcile import plan_input
+    from ..reconcile.known import InMemoryKnown, Known
 
-    known: Known
-    if sandbox and not _has_credentials():
+    path = ledger or cfg.ledger
+    known: Known | None = None
+    if not path and sandbox and not _has_credentials():
         click.echo("bulkmeet: note: no Gong credentials here: the sandbox trial plans as if "
                    "nothing had been made yet (every row a create)", err=True)
         known = InMemoryKnown({})
-    else:
-        known = asyncio.run(known_of_store(cfg))
-    try:
-        return read_plan(cfg, input, None, prune=prune, resend_uncertain=resend_uncertain,
-                         sheet=sheet, known=known), None
-    finally:
-        known.close()
+    return asyncio.run(plan_input(cfg, input, path, prune=prune,
+                                  resend_uncertain=resend_uncertain, sheet=sheet,
+                                  known=known)), path
 
 
 def _has_credentials() -> bool:

@@ -77,8 +77,9 @@ async def check_organizers(session: Session, memo: OrganizerMemo,
             if problem is None}
     todo = [e for e in sorted(rows) if e not in fine]
     if todo:  # a row the store knows created is skipped: no check for it (a results file lost)
+        asked = set(todo)
         for email, keys in organizers.items():
-            if email.lower() in todo:
+            if email.lower() in asked:
                 for i in range(0, len(keys), KEY_BATCH):  # a batch at a time: flat memory
                     known = await store.get_many(keys[i:i + KEY_BATCH])
                     rows[email.lower()] -= sum(1 for rec in known.values() if rec.exists)

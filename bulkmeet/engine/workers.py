@@ -34,13 +34,12 @@ def _store_outcome(record: Record | None, row: Row, op: str) -> StoreOutcome:
     if record is None:  # no record at all (the journal refused it): nothing is known
         return StoreOutcome.uncertain("no final record was written")
     status = record.status
-    organizer = str((row.payload or {}).get("organizerEmail") or "") or None
-    payload = orjson.dumps(row.payload).decode() if row.payload is not None else None
     if status is Status.CREATED and record.meeting_id:
-        return StoreOutcome.created(record.meeting_id, organizer=organizer, payload=payload)
+        return StoreOutcome.created(record.meeting_id, organizer=_organizer(row),
+                                    payload=_payload_text(row))
     if status is Status.UPDATED:
-        return StoreOutcome.updated(record.meeting_id or row.meeting_id, organizer=organizer,
-                                    payload=payload)
+        return StoreOutcome.updated(record.meeting_id or row.meeting_id,
+                                    organizer=_organizer(row), payload=_payload_text(row))
     if status is Status.DELETED:
         return StoreOutcome.deleted(http_status=record.http_status)
     if status is Status.FAILED and record.request_id is not None \
@@ -53,16 +52,24 @@ def _store_outcome(record: Record | None, row: Row, op: str) -> StoreOutcome:
     return StoreOutcome.not_created(record.http_status, "; ".join(record.errors) or None)
 
 
+def _organizer(row: Row) -> str | None:
+    return str((row.payload or {}).get("organizerEmail") or "") or None
+
+
+def _payload_text(row: Row) -> str | None:
+    """The payload as the store keeps it (JSON text): made only for what the store keeps."""
+    return orjson.dumps(row.payload).decode() if row.payload is not None else None
+
+
 def _store_fact(record: Record | None, row: Row, digest: str) -> StoreRow | None:
     """What an update or delete sent without a claim (the store knew no meeting for the key:
     it predates the store) tells the store, or None when it changed nothing."""
     if record is None:
         return None
     if record.status is Status.UPDATED:
-        organizer = str((row.payload or {}).get("organizerEmail") or "") or None
         return StoreRow(row.key, StoreState.UPDATED, meeting_id=record.meeting_id
-                        or row.meeting_id, organizer=organizer,
-                        payload=orjson.dumps(row.payload).decode(), payload_digest=digest)
+                        or row.meeting_id, organizer=_organizer(row),
+                        payload=_payload_text(row), payload_digest=digest)
     if record.status is Status.DELETED:
         return StoreRow(row.key, StoreState.DELETED, meeting_id=row.meeting_id)
     return None

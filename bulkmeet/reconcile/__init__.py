@@ -13,6 +13,8 @@ from .plan import (
     check_deletes,
     describe_changes,
     make_plan,
+    plan_input,
+    plan_with_ledger,
     read_plan,
 )
 from .undo import UndoItem, UndoPlan, plan_undo, run_undo, undo_out
@@ -32,6 +34,8 @@ __all__ = [
     "describe_changes",
     "execute",
     "make_plan",
+    "plan_input",
+    "plan_with_ledger",
     "plan_undo",
     "read_plan",
     "run_sync",

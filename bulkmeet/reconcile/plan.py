@@ -305,6 +305,35 @@ def read_plan(cfg: Config, input_path: str, ledger_path: str | None, *, prune: b
     return plan
 
 
+def plan_with_ledger(cfg: Config, input_path: str, ledger_path: str, *, prune: bool = False,
+                     resend_uncertain: bool = False, sheet: str | None = None) -> Plan:
+    """Plan against a ledger file of an earlier version (deprecated: said once)."""
+    from ..ledger import warn_deprecated
+
+    warn_deprecated(ledger_path)
+    return read_plan(cfg, input_path, ledger_path, prune=prune,
+                     resend_uncertain=resend_uncertain, sheet=sheet)
+
+
+async def plan_input(cfg: Config, input_path: str, ledger_path: str | None, *,
+                     prune: bool = False, resend_uncertain: bool = False,
+                     sheet: str | None = None, known: Known | None = None) -> Plan:
+    """What `plan` and `sync` compare the input with: a ledger file when given (deprecated),
+    else `known` when given, else every key the state store of `cfg`'s Gong knows."""
+    if ledger_path:
+        return plan_with_ledger(cfg, input_path, ledger_path, prune=prune,
+                                resend_uncertain=resend_uncertain, sheet=sheet)
+    from .known import known_of_store
+
+    if known is None:
+        known = await known_of_store(cfg)
+    try:
+        return read_plan(cfg, input_path, None, prune=prune, resend_uncertain=resend_uncertain,
+                         sheet=sheet, known=known)
+    finally:
+        known.close()
+
+
 def check_deletes(plan: Plan, max_deletes: int) -> None:
     """Refuse, before anything is sent, a sync that would delete more than `max_deletes`."""
     n = len(plan.deletes)
